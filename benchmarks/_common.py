@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: repeated timing with medians, and a results table."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Run ``run`` once to warm up, then ``repeats`` times; return the median wall time."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def fashion_or_generated(n: int = 60000) -> tuple[np.ndarray, np.ndarray, str]:
+    """Fashion-MNIST's training images if Debian's package is installed, else random 28×28 uint8."""
+    from loaders.idx import FASHION_MNIST_DIR, find_split, read_images_and_labels
+
+    try:
+        x, y = read_images_and_labels(*find_split(FASHION_MNIST_DIR, "train"))
+        return x[:n], y[:n], "Fashion-MNIST train"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8), "generated"

@@ -1,0 +1,69 @@
+"""``to_arrays``: one pandas partition as the ``(X, y)`` numpy arrays Keras trains on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._tensor_column import is_tensor_series, series_to_numpy
+from .errors import DataError, SchemaError
+
+
+def to_arrays(
+    partition: pd.DataFrame, x: str | Sequence[str] = "x", y: str | None = "y"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Turn one partition into ``(X, y)`` numpy arrays.
+
+    Parameters
+    ----------
+    partition : pandas.DataFrame
+        One partition of a frame from :func:`read_table` (or any frame with such columns).
+    x : str or list of str, default "x"
+        A tensor column (one array per row; X keeps the stored shape), or one or more plain
+        numeric columns (X has shape ``(n, len(x))``). X is always float32.
+    y : str or None, default "y"
+        The label column: integer class labels (kept as integers) or one array per row (one-hot
+        targets, as float32). None returns ``y=None``.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray or None)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X, y = to_arrays(pd.DataFrame({"a": [1, 2], "b": [3, 4], "y": [0, 1]}), x=["a", "b"])
+    >>> X.shape, X.dtype, y.tolist()
+    ((2, 2), dtype('float32'), [0, 1])
+    """
+    features = _column_array(partition, x, "x")
+    if features.dtype.kind not in "biuf":
+        raise DataError(f"Feature column(s) {x!r} are not numeric (dtype {features.dtype}).")
+    features = features.astype(np.float32, copy=False)
+    if y is None:
+        return features, None
+    labels = _column_array(partition, y, "y")
+    if labels.dtype.kind not in "biuf":
+        raise DataError(f"Label column {y!r} is not numeric (dtype {labels.dtype}).")
+    if labels.ndim > 1 or labels.dtype.kind == "f":
+        labels = labels.astype(np.float32, copy=False)
+    return features, labels
+
+
+def _column_array(partition: pd.DataFrame, columns: str | Sequence[str], role: str) -> np.ndarray:
+    names = [columns] if isinstance(columns, str) else list(columns)
+    missing = [c for c in names if c not in partition.columns]
+    if missing or not names:
+        raise SchemaError(
+            f"{role}={columns!r}: no column {missing[0] if missing else ''!r} in this frame. "
+            f"Available columns: {', '.join(map(str, partition.columns))}."
+        )
+    if len(names) == 1:
+        series = partition[names[0]]
+        return series_to_numpy(series) if is_tensor_series(series) else series.to_numpy()
+    tensors = [c for c in names if is_tensor_series(partition[c])]
+    if tensors:
+        raise DataError(f"{role}={columns!r}: tensor column {tensors[0]!r} must be the only {role} column.")
+    return partition[names].to_numpy()

@@ -1,0 +1,69 @@
+"""Pytest fixtures for testing pipelines against a real database and a real Dask cluster.
+
+Use them in your own tests with ``pytest_plugins = ["dasktrain.testing"]`` in ``conftest.py``.
+
+- ``db``: a :class:`~dasktrain.Database` on ``$DASKTRAIN_TEST_DSN``, or else on an embedded
+  PostgreSQL server started for the test session in a temporary folder.
+- ``client``: a ``distributed.Client`` on a ``LocalCluster`` of 2 worker processes, 1 thread each.
+- ``table_name``: a fresh table name, dropped (with its summary and leaves) after the test.
+
+Examples
+--------
+>>> def test_load(db, table_name):  # doctest: +SKIP
+...     loaders.write_arrays(db, table_name, np.zeros((4, 2)))
+...     assert dasktrain.read_table(db, table_name).npartitions == 4
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from psycopg2 import sql
+
+from ._database import Database, connect
+
+TEST_DSN_ENV = "DASKTRAIN_TEST_DSN"
+
+
+@pytest.fixture(scope="session")
+def db(tmp_path_factory) -> Database:
+    """The database tests run against (see the module docstring)."""
+    dsn = os.environ.get(TEST_DSN_ENV)
+    if not dsn:
+        from ._embedded import embedded_dsn
+
+        dsn = embedded_dsn(tmp_path_factory.mktemp("dasktrain-pg"), announce=False)
+    return connect(dsn)
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A Dask client on a LocalCluster of 2 worker processes with 1 thread each."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture
+def table_name(db: Database):
+    """A unique table name; the table, its ``_summary`` and its leaves are dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    drop_tables(db, name)
+
+
+def drop_tables(db: Database, name: str) -> None:
+    """Drop ``name`` and every table whose name starts with ``name_`` (summary, leaves, versions)."""
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND (c.relname = %s OR c.relname LIKE %s) "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            (name, name.replace("_", r"\_") + r"\_%"),
+        )
+        for schema, relname in cur.fetchall():
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, relname)))

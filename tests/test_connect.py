@@ -1,0 +1,48 @@
+import psycopg2
+import pytest
+
+import dasktrain
+from dasktrain._dialect import POSTGRESQL
+from dasktrain.errors import DatabaseConnectionError
+
+
+def test_connect_detects_the_dialect_once(db):
+    assert db.dialect.name == POSTGRESQL
+    assert db.dialect.server_version_num >= 140000
+    again = dasktrain.connect(db)
+    assert again is db
+
+
+def test_connect_reads_the_dsn_from_the_environment(db, monkeypatch):
+    monkeypatch.setenv("DASKTRAIN_DSN", db.dsn)
+    handle = dasktrain.connect()
+    with handle.cursor() as cur:
+        cur.execute("SELECT 41 + 1")
+        assert cur.fetchone() == (42,)
+
+
+def test_a_dsn_that_cannot_connect_names_it_without_the_password():
+    dsn = "host=127.0.0.1 port=1 user=ann password=hunter2 dbname=nowhere connect_timeout=2"
+    with pytest.raises(DatabaseConnectionError) as info:
+        dasktrain.connect(dsn)
+    message = str(info.value)
+    assert "hunter2" not in message
+    assert "port=1" in message and "user=ann" in message
+
+
+def test_redact_dsn_removes_passwords_from_uris_too():
+    assert "s3cret" not in dasktrain.redact_dsn("postgresql://ann:s3cret@db:5432/x")
+    assert "s3cret" not in repr(dasktrain.Database("password=s3cret host=h", _dialect()))
+
+
+def _dialect():
+    return dasktrain.Dialect(POSTGRESQL, 160000)
+
+
+def test_cursor_rolls_back_on_error(db, table_name):
+    with pytest.raises(psycopg2.errors.DivisionByZero), db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table_name} (a int)")
+        cur.execute("SELECT 1 / 0")
+    with db.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (table_name,))
+        assert cur.fetchone() == (None,)
