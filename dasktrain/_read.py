@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+import uuid
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -19,7 +20,7 @@ from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
 from ._database import Database, connect, open_connection
 from ._names import TableName, identifier
-from ._segments import Segment, segments
+from ._segments import Segment, list_segments
 from ._tensor_column import tensor_series
 from .errors import DataError, SchemaError
 
@@ -86,7 +87,7 @@ def read_table(
         where_sql = _where_sql(where, info.columns, name)
         shapes = _first_row_shapes(cur, name, specs, where_sql, where)
         query_prefix = sql.SQL("SELECT {} FROM ").format(sql.SQL(", ").join(s.select_sql() for s in specs))
-        parts = segments(db, name, npartitions)
+        parts = list_segments(cur, db.dialect, info, npartitions)
         queries = [_segment_query(query_prefix, seg, where_sql).as_string(cur.connection) for seg in parts]
     specs = [_with_shape(spec, shapes.get(spec.name)) for spec in specs]
     meta = _meta(specs)
@@ -104,11 +105,18 @@ def read_table(
             for query, workers in zip(queries, placements.workers, strict=True)
         ]
         return dd.from_delayed(futures, meta=meta, verify_meta=False)
-    return dd.from_map(read_segment, queries, dsn=db.dsn, specs=specs, meta=meta, label=f"read-{name.name}")
+    # A table can change between two calls: a fresh `read_id` gives each call its own task keys,
+    # so Dask never hands back partitions an earlier call left in memory.
+    return dd.from_map(
+        read_segment, queries, dsn=db.dsn, specs=specs, read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}"
+    )
 
 
-def read_segment(query: str, dsn: str, specs: Sequence[ColumnSpec]) -> pd.DataFrame:
-    """Run one segment's binary COPY and decode it into a pandas DataFrame (runs on a worker)."""
+def read_segment(query: str, dsn: str, specs: Sequence[ColumnSpec], read_id: str | None = None) -> pd.DataFrame:
+    """Run one segment's binary COPY and decode it into a pandas DataFrame (runs on a worker).
+
+    ``read_id`` is unused here; it only makes the task keys of each :func:`read_table` call unique.
+    """
     buffer = io.BytesIO()
     conn = open_connection(dsn)
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from ._catalog import PARTITIONED, PLAIN, table_info
+from ._catalog import PARTITIONED, PLAIN, TableInfo, table_info
 from ._database import Database, connect
 from ._names import TableName
 from .errors import DataError
@@ -89,17 +89,21 @@ def segments(db: Database | str | None, table: str | TableName, n: int | None = 
     """
     db = connect(db)
     name = TableName.parse(table)
-    if n is not None and (not isinstance(n, int) or n < 1):
-        raise DataError(f"Expected a positive number of segments. Received: n={n!r}")
     with db.cursor() as cur:
-        info = table_info(cur, name)
-        if db.dialect.distributed:
-            return _greenplum_segments(cur, name)
-        if info.relkind == PARTITIONED:
-            return _leaf_segments(cur, info.oid)
-        if info.relkind == PLAIN:
-            return _block_segments(cur, name, info.oid, n or _default_parallelism())
-        return [Segment(0, 0, None, name)]  # views and foreign tables: read whole
+        return list_segments(cur, db.dialect, table_info(cur, name), n)
+
+
+def list_segments(cur, dialect, info: TableInfo, n: int | None = None) -> list[Segment]:
+    """:func:`segments` on an open cursor, for a table already looked up."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise DataError(f"Expected a positive number of segments. Received: n={n!r}")
+    if dialect.distributed:
+        return _greenplum_segments(cur, info.name)
+    if info.relkind == PARTITIONED:
+        return _leaf_segments(cur, info.oid)
+    if info.relkind == PLAIN:
+        return _block_segments(cur, info.name, info.oid, n or _default_parallelism())
+    return [Segment(0, 0, None, info.name)]  # views and foreign tables: read whole
 
 
 def _greenplum_segments(cur, table: TableName) -> list[Segment]:

@@ -64,3 +64,13 @@ def test_tabular_to_arrays_stacks_plain_columns(db, client, madlib_table):
     X, y = dasktrain.to_arrays(df, x=["half", "price"], y="label")
     assert X.shape == (len(df), 2) and X.dtype == np.float32
     assert np.array_equal(y, df["label"].to_numpy())
+
+
+def test_reading_again_sees_changed_rows_even_while_the_first_read_is_held(db, client, table_name):
+    with db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table_name} AS SELECT g AS id FROM generate_series(1, 10) g")
+    first = dasktrain.read_table(db, table_name, npartitions=1).persist()
+    assert len(first) == 10
+    with db.cursor() as cur:
+        cur.execute(f"INSERT INTO {table_name} VALUES (11)")
+    assert len(dasktrain.read_table(db, table_name, npartitions=1).compute()) == 11
