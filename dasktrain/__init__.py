@@ -8,22 +8,46 @@ Examples
 """
 
 from . import errors
+from ._architectures import delete_architecture, list_architectures, load_architecture
 from ._arrays import to_arrays
+from ._cluster import cluster
 from ._database import Database, connect, redact_dsn
 from ._dialect import Dialect
+from ._early_stopping import EarlyStopping
+from ._fit import fit
+from ._model_store import delete_model, list_models, load_model, model_summary, save_model
 from ._read import read_table
+from ._result import TrainingResult
 from ._segments import Segment, segments
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .strategies import EASGD, Averaging, Centralized, Ensemble, Strategy
 
 __all__ = [
+    "EASGD",
+    "Averaging",
+    "Centralized",
     "Database",
     "Dialect",
+    "EarlyStopping",
+    "Ensemble",
     "Segment",
+    "Strategy",
+    "TrainingResult",
+    "__version__",
+    "cluster",
     "connect",
+    "delete_architecture",
+    "delete_model",
     "errors",
+    "fit",
+    "list_architectures",
+    "list_models",
+    "load_architecture",
+    "load_model",
+    "model_summary",
     "read_table",
     "redact_dsn",
+    "save_model",
     "segments",
     "to_arrays",
 ]

@@ -1,0 +1,75 @@
+"""Keras models as data: JSON architecture, flat float32 weights (MADlib's format), safe loading."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import DataError
+
+
+def model_json(model) -> str:
+    """The architecture of ``model`` (a ``keras.Model`` or its JSON) as a JSON string.
+
+    >>> model_json('{"class_name": "Sequential", "config": {}}')
+    '{"class_name": "Sequential", "config": {}}'
+    """
+    if isinstance(model, str | bytes):
+        text = model.decode() if isinstance(model, bytes) else model
+        try:
+            config = json.loads(text)
+        except ValueError as exc:
+            raise DataError(f"Invalid model JSON: {exc}.") from None
+        if not isinstance(config, dict) or "class_name" not in config:
+            raise DataError("Invalid model JSON: expected a Keras model config with a 'class_name' (model.to_json()).")
+        return text
+    if isinstance(model, dict):
+        return json.dumps(model)
+    to_json = getattr(model, "to_json", None)
+    if to_json is None:
+        raise TypeError(f"Expected a keras.Model or its JSON. Received: {type(model).__name__}")
+    return to_json()
+
+
+def build_model(architecture: str):
+    """Build an (uncompiled) ``keras.Model`` from JSON, in Keras safe mode (no lambdas, no code)."""
+    import keras
+
+    try:
+        model = keras.saving.deserialize_keras_object(json.loads(architecture), safe_mode=True)
+    except Exception as exc:  # Keras raises many types for bad configs
+        raise DataError(f"Invalid model JSON: Keras cannot build it ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(model, keras.Model):
+        raise DataError(f"Invalid model JSON: it describes a {type(model).__name__}, not a keras.Model.")
+    return model
+
+
+def flatten_weights(weights: Sequence[np.ndarray]) -> bytes:
+    """All weights flattened and concatenated as float32 bytes, as MADlib stores ``model_weights``.
+
+    >>> len(flatten_weights([np.zeros((2, 3)), np.zeros(3)]))
+    36
+    """
+    if not weights:
+        return b""
+    return np.concatenate([np.asarray(w, dtype=np.float32).ravel() for w in weights]).astype("<f4").tobytes()
+
+
+def unflatten_weights(data: bytes, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Split MADlib-format weight bytes back into arrays of ``shapes``."""
+    flat = np.frombuffer(data, dtype="<f4")
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    if flat.size != sum(sizes):
+        raise DataError(f"Stored weights hold {flat.size} values; the architecture needs {sum(sizes)}.")
+    out, start = [], 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        out.append(flat[start : start + size].reshape(shape).astype(np.float32))
+        start += size
+    return out
+
+
+def weight_shapes(model) -> list[tuple[int, ...]]:
+    """Shapes of ``model.get_weights()``, in order."""
+    return [tuple(w.shape) for w in model.weights]

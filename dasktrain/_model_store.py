@@ -1,0 +1,331 @@
+"""Model tables: MADlib-compatible weights and architecture, a summary row per version.
+
+``<table>`` holds one row per (name, version, member): ``model_weights bytea`` (all weights
+flattened and concatenated, float32) and ``model_arch json``, as MADlib's ``madlib_keras_fit``
+writes them. ``<table>_summary`` holds MADlib's summary fields for each (name, version), plus our
+``version``, ``status`` and ``strategy``. Saving under an existing name adds the next version;
+nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+
+from psycopg2 import sql
+
+from ._version import __version__ as _version
+from ._catalog import SUMMARY_SUFFIX, exists
+from ._database import Database, connect
+from ._model_spec import flatten_weights, unflatten_weights, weight_shapes
+from ._names import TableName, identifier
+from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
+from ._result import TrainingResult, ensemble_model
+from .errors import SchemaError
+
+FINAL, CHECKPOINT = "final", "checkpoint"
+
+_SUMMARY_COLUMNS = """
+    name text NOT NULL, version integer NOT NULL, status text NOT NULL, description text,
+    source_table text, model text, dependent_varname text, independent_varname text,
+    model_arch_table text, model_id integer, compile_params text, fit_params text, num_iterations integer,
+    validation_table text, metrics_compute_frequency integer, model_type text, model_size double precision,
+    start_training_time timestamptz, end_training_time timestamptz, metrics_elapsed_time double precision[],
+    dasktrain_version text, num_classes integer, class_values text[], dependent_vartype text,
+    normalizing_const double precision, metrics_type text[], loss_type text,
+    training_metrics_final double precision, training_loss_final double precision,
+    training_metrics double precision[], training_loss double precision[],
+    validation_metrics_final double precision, validation_loss_final double precision,
+    validation_metrics double precision[], validation_loss double precision[], metrics_iters integer[],
+    strategy text, strategy_params json, num_segments integer, num_rows bigint, members integer,
+    history json, created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+"""
+
+
+def format_params(params: dict) -> str:
+    """A parameter dict as MADlib writes it: ``"optimizer='adam', metrics=['accuracy']"``.
+
+    >>> format_params({"loss": "mse", "metrics": ["mae"]})
+    "loss='mse', metrics=['mae']"
+    """
+    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+
+
+def _tables(name: str) -> tuple[TableName, TableName]:
+    table = TableName.parse(name)
+    return table, table.sibling(SUMMARY_SUFFIX)
+
+
+def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
+    distributed = sql.SQL(" DISTRIBUTED BY (name)") if db.dialect.distributed else sql.SQL("")
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (name text NOT NULL, version integer NOT NULL, member integer NOT NULL, "
+            "model_weights bytea NOT NULL, model_arch json NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (name, version, member)){}"
+        ).format(table.sql, distributed)
+    )
+    cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(summary.sql, sql.SQL(_SUMMARY_COLUMNS), distributed))
+
+
+def save_model(
+    db: Database | str | None,
+    table: str,
+    result: TrainingResult,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    status: str = FINAL,
+) -> int:
+    """Write a trained model as the next version of ``name`` in a MADlib-compatible model table.
+
+    Parameters
+    ----------
+    db : Database, str or None
+        A handle from :func:`connect`, a DSN, or None for the default database.
+    table : str
+        The model table; ``<table>_summary`` is written beside it. Both are created if needed.
+    result : TrainingResult
+        What :func:`fit` returned.
+    name : str, optional
+        The model's name (default ``"model"``). An existing name gets a new version.
+    description : str, optional
+        Free text kept in the summary.
+
+    Returns
+    -------
+    int
+        The version written (1 for a new name).
+
+    Examples
+    --------
+    >>> version = dasktrain.save_model(None, "models", result, name="fashion_cnn")  # doctest: +SKIP
+    """
+    model_name = identifier(name or "model", what="model")
+    table_name, summary = _tables(table)
+    db = connect(db)
+    history = result.history
+    metric = next(iter(result.metric_names), None)
+    training_loss = [h["training"].get("loss") for h in history if h.get("training")]
+    validated = [h for h in history if h.get("validation")]
+    weights = [flatten_weights(member) for member in result.members]
+    with db.cursor() as cur:
+        _create(cur, db, table_name, summary)
+        # One writer at a time per table decides the next version number.
+        cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
+        cur.execute(sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s").format(summary.sql), (model_name,))
+        version = cur.fetchone()[0]
+        for member, blob in enumerate(weights):
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (name, version, member, model_weights, model_arch) VALUES (%s, %s, %s, %s, %s)"
+                ).format(table_name.sql),
+                (model_name, version, member, blob, result.architecture),
+            )
+        values = {
+            "name": model_name,
+            "version": version,
+            "status": status,
+            "description": description,
+            "source_table": result.source_table,
+            "model": str(table_name),
+            "dependent_varname": _text(result.y),
+            "independent_varname": _text(result.x),
+            "model_arch_table": result.model_arch_table,
+            "model_id": result.model_id,
+            "compile_params": format_params(result.compile_params),
+            "fit_params": format_params(result.fit_params),
+            "num_iterations": len(history),
+            "validation_table": result.validation_table,
+            "metrics_compute_frequency": result.metrics_every,
+            "model_type": "dasktrain_keras",
+            "model_size": sum(len(b) for b in weights) / 1024.0,
+            "start_training_time": result.start_time,
+            "end_training_time": result.end_time,
+            "metrics_elapsed_time": [h["elapsed"] for h in history],
+            "dasktrain_version": _version,
+            "num_classes": len(result.class_values) if result.class_values is not None else None,
+            "class_values": [str(v) for v in result.class_values] if result.class_values is not None else None,
+            "dependent_vartype": None,
+            "normalizing_const": result.normalizing_const,
+            "metrics_type": [metric] if metric else None,
+            "loss_type": str(result.compile_params.get("loss")),
+            "training_metrics_final": _last(h["training"].get(metric) for h in history if metric and h.get("training")),
+            "training_loss_final": _last(training_loss),
+            "training_metrics": [h["training"].get(metric) for h in history if h.get("training")] if metric else None,
+            "training_loss": training_loss,
+            "validation_metrics_final": _last(h["validation"].get(metric) for h in validated) if metric else None,
+            "validation_loss_final": _last(h["validation"].get("loss") for h in validated),
+            "validation_metrics": [h["validation"].get(metric) for h in validated] if metric and validated else None,
+            "validation_loss": [h["validation"].get("loss") for h in validated] or None,
+            "metrics_iters": [h["iteration"] for h in validated] or None,
+            "strategy": result.strategy.name,
+            "strategy_params": json.dumps(result.strategy.params()),
+            "num_segments": result.num_segments,
+            "num_rows": result.num_rows,
+            "members": len(weights),
+            "history": result.history_json(),
+        }
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                summary.sql,
+                sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(sql.Placeholder() * len(values)),
+            ),
+            list(values.values()),
+        )
+    return version
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _last(values):
+    values = [v for v in values if v is not None]
+    return values[-1] if values else None
+
+
+def _resolve(cur, table: TableName, summary: TableName, name: str | None, version: int | None) -> tuple[str, int]:
+    if not exists(cur, summary):
+        raise SchemaError(f"Model table {str(table)!r} does not exist (or has no summary); save a model first.")
+    if name is None:
+        cur.execute(sql.SQL("SELECT DISTINCT name FROM {} ORDER BY 1").format(summary.sql))
+        names = [r[0] for r in cur.fetchall()]
+        if len(names) != 1:
+            raise SchemaError(f"Model table {str(table)!r} holds models {names}: pass name= to choose one.")
+        name = names[0]
+    name = identifier(name, what="model")
+    if version is None:
+        cur.execute(sql.SQL("SELECT max(version) FROM {} WHERE name = %s").format(summary.sql), (name,))
+        version = cur.fetchone()[0]
+        if version is None:
+            raise SchemaError(f"No model named {name!r} in {str(table)!r}; see list_models().")
+        return name, version
+    cur.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, int(version)))
+    if cur.fetchone() is None:
+        raise SchemaError(f"Model {name!r} has no version {version} in {str(table)!r}; see list_models().")
+    return name, int(version)
+
+
+def model_summary(db: Database | str | None, table: str, name: str | None = None, version: int | None = None) -> dict:
+    """The summary row of one model version as a dict (latest version by default).
+
+    >>> dasktrain.model_summary(None, "models", "fashion_cnn")["class_values"]  # doctest: +SKIP
+    ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+    """
+    db = connect(db)
+    table_name, summary = _tables(table)
+    with db.cursor() as cur:
+        name, version = _resolve(cur, table_name, summary, name, version)
+        cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, version))
+        columns = [d.name for d in cur.description]
+        return dict(zip(columns, cur.fetchone(), strict=True))
+
+
+def load_members(db, table: str, name: str | None = None, version: int | None = None):
+    """``(architecture, [member weights...], summary)`` of one stored model version."""
+    db = connect(db)
+    table_name, summary_table = _tables(table)
+    with db.cursor() as cur:
+        name, version = _resolve(cur, table_name, summary_table, name, version)
+        cur.execute(
+            sql.SQL("SELECT model_arch, model_weights FROM {} WHERE name = %s AND version = %s ORDER BY member").format(
+                table_name.sql
+            ),
+            (name, version),
+        )
+        rows = cur.fetchall()
+    summary = model_summary(db, table, name, version)
+    architecture = rows[0][0] if isinstance(rows[0][0], str) else json.dumps(rows[0][0])
+    from ._model_spec import build_model
+
+    shapes = weight_shapes(build_model(architecture))
+    return architecture, [unflatten_weights(bytes(blob), shapes) for _, blob in rows], summary
+
+
+def load_model(db: Database | str | None, table: str, name: str | None = None, version: int | None = None):
+    """Load a stored model as a compiled ``keras.Model`` (latest version by default).
+
+    Built from its JSON in Keras safe mode; nothing is unpickled. An ensemble loads as one model
+    whose output is the mean of its members' probabilities.
+
+    Examples
+    --------
+    >>> model = dasktrain.load_model(None, "models", "fashion_cnn")  # doctest: +SKIP
+    >>> model.predict(X_test)  # doctest: +SKIP
+    """
+    from ._worker import compiled_model
+
+    architecture, members, summary = load_members(db, table, name, version)
+    compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
+    if summary["members"] and summary["members"] > 1:
+        return ensemble_model(architecture, members, compile_params)
+    model = compiled_model(architecture, compile_params)
+    model.set_weights(members[0])
+    return model
+
+
+def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
+    """A stored version as a :class:`TrainingResult` (used to resume from a checkpoint)."""
+    from .strategies import EASGD, Averaging, Centralized, Ensemble
+
+    architecture, members, s = load_members(db, table, name, version)
+    strategies = {"averaging": Averaging, "easgd": EASGD, "ensemble": Ensemble, "centralized": Centralized}
+    strategy = strategies[s["strategy"]](**(s["strategy_params"] or {}))
+    history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
+    return TrainingResult(
+        architecture=architecture,
+        members=members,
+        strategy=strategy,
+        compile_params=parse_params(s["compile_params"], what="compile", allowed=COMPILE_KEYS),
+        fit_params=parse_params(s["fit_params"], what="fit", allowed=FIT_KEYS),
+        history=history,
+        class_values=s["class_values"],
+        normalizing_const=s["normalizing_const"],
+        source_table=s["source_table"],
+        num_rows=s["num_rows"] or 0,
+        num_segments=s["num_segments"] or 0,
+        start_time=s["start_training_time"],
+        end_time=s["end_training_time"],
+    )
+
+
+def list_models(db: Database | str | None, table: str) -> list[dict]:
+    """Every stored version: name, version, status, strategy, iterations, final losses, created_at.
+
+    >>> [(m["name"], m["version"]) for m in dasktrain.list_models(None, "models")]  # doctest: +SKIP
+    [('fashion_cnn', 1), ('fashion_cnn', 2)]
+    """
+    db = connect(db)
+    table_name, summary = _tables(table)
+    with db.cursor() as cur:
+        if not exists(cur, summary):
+            raise SchemaError(f"Model table {str(table_name)!r} does not exist.")
+        cur.execute(
+            sql.SQL(
+                "SELECT name, version, status, strategy, num_iterations, training_loss_final, validation_loss_final, "
+                "description, created_at FROM {} ORDER BY name, version"
+            ).format(summary.sql)
+        )
+        columns = [d.name for d in cur.description]
+        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def delete_model(db: Database | str | None, table: str, name: str, version: int | None = None) -> int:
+    """Delete one version of ``name`` (or all its versions when ``version`` is None); return how many.
+
+    >>> dasktrain.delete_model(None, "models", "fashion_cnn", version=1)  # doctest: +SKIP
+    1
+    """
+    db = connect(db)
+    table_name, summary = _tables(table)
+    with db.cursor() as cur:
+        name, _ = _resolve(cur, table_name, summary, name, version)
+        condition = sql.SQL("name = %s") + (sql.SQL(" AND version = %s") if version is not None else sql.SQL(""))
+        params = (name,) if version is None else (name, int(version))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(table_name.sql) + condition, params)
+        cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(summary.sql) + condition, params)
+        return cur.rowcount
+
+

@@ -1,0 +1,73 @@
+"""Compile and fit parameters: Python dicts, or MADlib-style strings parsed without ``eval``.
+
+MADlib writes ``compile_params`` as ``"optimizer='adam', loss='categorical_crossentropy',
+metrics=['accuracy']"``; an optimizer may carry arguments, ``optimizer='SGD(learning_rate=0.01)'``.
+Only literals are accepted: strings, numbers, booleans, None, lists, tuples and dicts of them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+
+from .errors import DataError
+
+COMPILE_KEYS = {"optimizer", "loss", "metrics", "loss_weights", "weighted_metrics", "jit_compile", "run_eagerly"}
+FIT_KEYS = {"batch_size", "epochs", "verbose", "shuffle", "class_weight", "sample_weight", "validation_split"}
+
+
+def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str]) -> dict:
+    """Parse ``"a=1, b='x'"`` (or take a dict) into a dict of literals, checking the keys.
+
+    >>> parse_params("optimizer='adam', metrics=['accuracy']", what="compile", allowed=COMPILE_KEYS)
+    {'optimizer': 'adam', 'metrics': ['accuracy']}
+    """
+    if params is None:
+        return {}
+    if isinstance(params, Mapping):
+        result = dict(params)
+    elif isinstance(params, str):
+        result = _parse_keywords(params, what)
+    else:
+        raise TypeError(f"Expected {what} parameters as a dict or a string. Received: {type(params).__name__}")
+    unknown = sorted(set(result) - allowed)
+    if unknown:
+        raise DataError(f"Unknown {what} parameter {unknown[0]!r}. Known: {', '.join(sorted(allowed))}.")
+    return result
+
+
+def _parse_keywords(text: str, what: str) -> dict:
+    if not text.strip():
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        raise DataError(f"Cannot parse {what} parameters {text!r}: expected name=value pairs.") from None
+    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        raise DataError(f"Cannot parse {what} parameters {text!r}: expected name=value pairs only.")
+    result = {}
+    for keyword in call.keywords:
+        try:
+            result[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            raise DataError(
+                f"{what} parameter {keyword.arg}={ast.unparse(keyword.value)} is not a literal: only strings, "
+                f"numbers, booleans, None, lists and dicts are allowed (nothing is evaluated)."
+            ) from None
+    return result
+
+
+def optimizer_config(optimizer) -> object:
+    """``'SGD(learning_rate=0.1)'`` -> a Keras optimizer config dict; other values unchanged.
+
+    >>> optimizer_config("SGD(learning_rate=0.1)")
+    {'class_name': 'SGD', 'config': {'learning_rate': 0.1}}
+    >>> optimizer_config("adam")
+    'adam'
+    """
+    if not isinstance(optimizer, str) or "(" not in optimizer:
+        return optimizer
+    name, _, rest = optimizer.partition("(")
+    if not name.strip().isidentifier() or not rest.endswith(")"):
+        raise DataError(f"Cannot parse optimizer {optimizer!r}: expected NAME or NAME(arg=value, ...).")
+    return {"class_name": name.strip(), "config": _parse_keywords(rest[:-1], "optimizer")}

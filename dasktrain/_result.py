@@ -1,0 +1,152 @@
+"""``TrainingResult``: what :func:`dasktrain.fit` returns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from ._model_spec import build_model
+from .strategies import Strategy
+
+
+@dataclass
+class TrainingResult:
+    """The outcome of :func:`dasktrain.fit`: final weights, per-iteration history, and what was used.
+
+    Attributes
+    ----------
+    weights : list of numpy.ndarray
+        Final (merged) weights; for :class:`~dasktrain.Ensemble`, those of member 0.
+    members : list of list of numpy.ndarray
+        One weight list per ensemble member (a single entry for other strategies).
+    history : list of dict
+        One entry per iteration: ``iteration``, ``elapsed`` (seconds since the start),
+        ``training`` (row-weighted mean of the segments' loss and metrics over the round) and,
+        every ``metrics_every`` iterations when validation data is given, ``validation``
+        (loss and metrics of the merged model on the validation data).
+
+    Examples
+    --------
+    >>> result = dasktrain.fit("digits", model, x="x", y="y", compile=..., iterations=3)  # doctest: +SKIP
+    >>> result.training_loss  # doctest: +SKIP
+    [1.52, 0.81, 0.55]
+    >>> result.plot("learning_curve.png")  # doctest: +SKIP
+    """
+
+    architecture: str
+    members: list[list[np.ndarray]]
+    strategy: Strategy
+    compile_params: dict
+    fit_params: dict
+    history: list[dict] = field(default_factory=list)
+    class_values: list | None = None
+    normalizing_const: float = 1.0
+    source_table: str | None = None
+    x: object = "x"
+    y: object = "y"
+    validation_table: str | None = None
+    metrics_every: int = 1
+    num_rows: int = 0
+    num_segments: int = 0
+    model_arch_table: str | None = None
+    model_id: int | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    stopped_early: bool = False
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.members[0]
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+    def _series(self, part: str, metric: str) -> list[float]:
+        return [h[part][metric] for h in self.history if h.get(part) and metric in h[part]]
+
+    @property
+    def training_loss(self) -> list[float]:
+        return self._series("training", "loss")
+
+    @property
+    def validation_loss(self) -> list[float]:
+        return self._series("validation", "loss")
+
+    def metric(self, name: str, part: str = "training") -> list[float]:
+        """Values of metric ``name`` (e.g. ``"accuracy"``) per iteration, for ``"training"`` or ``"validation"``."""
+        return self._series(part, name)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Compiled metrics recorded, loss excluded."""
+        names = []
+        for entry in self.history:
+            for part in ("training", "validation"):
+                for key in entry.get(part) or {}:
+                    if key != "loss" and key not in names:
+                        names.append(key)
+        return names
+
+    def model(self):
+        """A compiled ``keras.Model`` with the final weights (for ensembles, the mean of the members)."""
+        from ._worker import compiled_model
+
+        if not self.strategy.is_ensemble:
+            model = compiled_model(self.architecture, self.compile_params)
+            model.set_weights(self.weights)
+            return model
+        return ensemble_model(self.architecture, self.members, self.compile_params)
+
+    def plot(self, path: str) -> str:
+        """Write a learning-curve PNG (loss and the first metric, training and validation); return ``path``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        metric = next(iter(self.metric_names), None)
+        panels = ["loss"] + ([metric] if metric else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+        for ax, name in zip(axes[0], panels, strict=True):
+            for part, style in (("training", "-o"), ("validation", "-s")):
+                points = [(h["iteration"], h[part][name]) for h in self.history if h.get(part) and name in h[part]]
+                if points:
+                    ax.plot(*zip(*points, strict=True), style, label=part, markersize=3)
+            ax.set_xlabel("iteration")
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(f"{self.strategy!r} on {self.source_table or 'data'}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def history_json(self) -> str:
+        return json.dumps(self.history)
+
+
+def ensemble_model(architecture: str, members: list[list[np.ndarray]], compile_params: dict | None):
+    """One Keras model whose output is the mean of its members' outputs."""
+    import keras
+
+    from ._worker import compiled_model
+
+    config = json.loads(architecture)
+    built = []
+    for i, weights in enumerate(members):
+        config.setdefault("config", {})["name"] = f"member_{i}"
+        member = build_model(json.dumps(config))
+        member.set_weights(weights)
+        built.append(member)
+    inputs = keras.Input(shape=built[0].input_shape[1:])
+    outputs = keras.layers.Average()([m(inputs) for m in built]) if len(built) > 1 else built[0](inputs)
+    model = keras.Model(inputs, outputs, name="ensemble")
+    if compile_params:
+        compiled = compiled_model(architecture, compile_params)  # resolves optimizer strings the same way
+        model.compile(optimizer=compiled.optimizer, loss=compile_params.get("loss"), metrics=compile_params.get("metrics"))
+    return model

@@ -1,0 +1,267 @@
+"""Training state on Dask workers, and the tasks that use it.
+
+State lives in one named ``WorkerPlugin`` (:class:`TrainingWorker`), reached from tasks with
+``get_worker().plugins[NAME]``: one Keras model per worker process per architecture, built once
+and reused (only weights change), and each segment's optimizer state across rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from distributed import WorkerPlugin, get_worker
+
+from ._model_spec import build_model
+from ._params import optimizer_config
+from .strategies import Strategy, WeightedSum
+
+NAME = "dasktrain-training"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every training task of one ``fit`` needs; small, sent with each task."""
+
+    fit_id: str
+    architecture: str
+    compile: dict
+    batch_size: int = 32
+    epochs: int = 1
+    sync_every: int | None = None
+    shuffle: bool = True
+    model_key: str = field(init=False)
+
+    def __post_init__(self):
+        digest = hashlib.sha256((self.architecture + json.dumps(self.compile, sort_keys=True)).encode())
+        object.__setattr__(self, "model_key", digest.hexdigest()[:16])
+
+
+def compiled_model(architecture: str, compile_params: dict):
+    """Build and compile a model from its JSON and compile parameters."""
+    model = build_model(architecture)
+    params = dict(compile_params)
+    if "optimizer" in params:
+        import keras
+
+        params["optimizer"] = keras.optimizers.get(optimizer_config(params["optimizer"]))
+    model.compile(**params)
+    return model
+
+
+class _Slot:
+    """One built model, the lock that serializes its use, and its optimizer's initial state."""
+
+    def __init__(self, model):
+        self.model = model
+        self.lock = threading.Lock()
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        self.initial_optimizer_state = [np.array(v.numpy()) for v in optimizer.variables]
+
+
+class TrainingWorker(WorkerPlugin):
+    """Per-worker-process training state. Registered by :func:`dasktrain.fit`.
+
+    On setup it limits TensorFlow's thread pools to the worker's own threads, so that several
+    worker processes on one machine do not each start a pool the size of the machine.
+    """
+
+    name = NAME
+
+    def setup(self, worker) -> None:
+        # State is made here, on the worker: the plugin object itself is pickled to get there.
+        self.slots: dict[str, _Slot] = {}
+        self.optimizer_states: dict[tuple[str, int], list[np.ndarray]] = {}
+        self.cursors: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        limit_threads(worker.state.nthreads)
+
+    def slot(self, job: Job) -> _Slot:
+        with self._lock:
+            slot = self.slots.get(job.model_key)
+            if slot is None:
+                slot = self.slots[job.model_key] = _Slot(compiled_model(job.architecture, job.compile))
+            return slot
+
+    def forget(self, fit_id: str) -> None:
+        """Drop the per-segment state of a finished fit (models stay for the next one)."""
+        for store in (self.optimizer_states, self.cursors):
+            for key in [k for k in store if k[0] == fit_id]:
+                del store[key]
+
+
+def limit_threads(threads: int) -> None:
+    """Give TensorFlow (when it is the Keras backend) ``threads`` intra- and inter-op threads."""
+    threads = max(1, int(threads))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep worker logs readable
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, str(threads))
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except (ImportError, RuntimeError):
+        pass  # RuntimeError: TensorFlow already started in this process; its pools are fixed
+
+
+def _plugin() -> TrainingWorker:
+    worker = get_worker()
+    plugin = worker.plugins.get(NAME)
+    if plugin is None:
+        raise RuntimeError(f"The {NAME!r} worker plugin is missing: call dasktrain.fit, which registers it.")
+    return plugin
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SegmentData:
+    """One segment's training arrays, kept in the memory of the worker that read them."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.X)
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """What the client checks before training starts."""
+
+    rows: int
+    x_shape: tuple[int, ...]
+    finite: bool
+    label_kind: str  # "sparse" (integer labels) or "dense" (one array per row)
+    label_shape: tuple[int, ...]
+    classes: tuple
+
+
+def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float) -> SegmentData:
+    """Turn one partition into float32 arrays shaped for the model (adds a channel axis if needed)."""
+    from ._arrays import to_arrays
+
+    X, labels = to_arrays(partition, x=x, y=y)
+    if X.shape[1:] != input_shape and X.shape[1:] + (1,) == input_shape:
+        X = X.reshape(*X.shape, 1)
+    if normalizing_const != 1:
+        X = X / np.float32(normalizing_const)
+    return SegmentData(X, labels)
+
+
+def segment_stats(data: SegmentData) -> SegmentStats:
+    finite = bool(np.isfinite(data.X).all())
+    if data.y.ndim == 1 and data.y.dtype.kind in "biu":
+        return SegmentStats(data.rows, data.X.shape[1:], finite, "sparse", (), tuple(np.unique(data.y).tolist()))
+    return SegmentStats(data.rows, data.X.shape[1:], finite, "dense", data.y.shape[1:], ())
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def train_segment(data: SegmentData, weights: list[np.ndarray], job: Job, segment: int) -> WeightedSum:
+    """One round of local training on one segment; returns its weights, rows and metrics (row-weighted)."""
+    plugin = _plugin()
+    slot = plugin.slot(job)
+    key = (job.fit_id, segment)
+    with slot.lock:
+        model = slot.model
+        model.set_weights(weights)
+        state = plugin.optimizer_states.get(key, slot.initial_optimizer_state)
+        for variable, value in zip(model.optimizer.variables, state, strict=True):
+            variable.assign(value)
+        X, y = _round_rows(data, job, plugin.cursors, key)
+        history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=job.shuffle, verbose=0)
+        plugin.optimizer_states[key] = [np.array(v.numpy()) for v in model.optimizer.variables]
+        metrics = {name: float(values[-1]) for name, values in history.history.items()}
+        return WeightedSum.of(model.get_weights(), data.rows, metrics)
+
+
+def _round_rows(data: SegmentData, job: Job, cursors: dict, key) -> tuple[np.ndarray, np.ndarray]:
+    """All rows, or with ``sync_every=k`` the next k minibatches (wrapping around the segment)."""
+    if not job.sync_every:
+        return data.X, data.y
+    count = min(data.rows, job.sync_every * job.batch_size)
+    start = cursors.get(key, 0)
+    index = (start + np.arange(count)) % data.rows
+    cursors[key] = int((start + count) % data.rows)
+    return data.X[index], data.y[index]
+
+
+def merge(*parts: WeightedSum) -> WeightedSum:
+    """Add row-weighted sums: one node of the reducer tree."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def new_center(total: WeightedSum, previous: list[np.ndarray], strategy: Strategy) -> list[np.ndarray]:
+    """The strategy's merged model from the previous center and the segments' weighted mean."""
+    return strategy.center(previous, total.mean())
+
+
+def new_local(local: WeightedSum, center: list[np.ndarray] | None, strategy: Strategy) -> list[np.ndarray]:
+    """Where a segment starts its next round (EASGD: pulled towards the center; Ensemble: its own)."""
+    return strategy.local(local.mean(), center)
+
+
+def collect(*members: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Gather the ensemble members' weights into one list (one task, on the cluster)."""
+    return list(members)
+
+
+def round_metrics(total: WeightedSum) -> dict[str, float]:
+    return total.mean_metrics()
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_segment(data: SegmentData, weights, job: Job, members: bool = False) -> WeightedSum:
+    """Loss and compiled metrics of one model (or the mean of ensemble members) on one segment."""
+    slot = _plugin().slot(job)
+    with slot.lock:
+        model = slot.model
+        if not members:
+            model.set_weights(weights)
+            result = model.evaluate(data.X, data.y, batch_size=max(job.batch_size, 256), verbose=0, return_dict=True)
+            return WeightedSum.of([], data.rows, {k: float(v) for k, v in result.items()})
+        probabilities = []
+        for member in weights:
+            model.set_weights(member)
+            probabilities.append(model.predict(data.X, batch_size=max(job.batch_size, 256), verbose=0))
+    return WeightedSum.of([], data.rows, ensemble_metrics(np.mean(probabilities, axis=0), data.y, job.compile))
+
+
+def ensemble_metrics(probabilities: np.ndarray, y: np.ndarray, compile_params: dict) -> dict[str, float]:
+    """Loss and accuracy of averaged probabilities (the ensemble's prediction)."""
+    import keras
+
+    loss = keras.losses.get(compile_params.get("loss"))
+    value = float(keras.ops.convert_to_numpy(keras.ops.mean(loss(y, probabilities))))
+    predicted = probabilities.argmax(axis=-1)
+    truth = y.argmax(axis=-1) if y.ndim > 1 else y
+    return {"loss": value, "accuracy": float(np.mean(predicted == truth))}
+
+
+def forget_fit(fit_id: str, dask_worker=None) -> None:
+    """Run on every worker at the end of a fit (``client.run``)."""
+    plugin = (dask_worker or get_worker()).plugins.get(NAME)
+    if plugin is not None:
+        plugin.forget(fit_id)
+
+
+def has_plugin(dask_worker=None) -> bool:
+    return NAME in dask_worker.plugins
