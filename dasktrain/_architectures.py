@@ -81,13 +81,11 @@ def list_architectures(db: Database | str | None, table: str) -> list[dict]:
     with db.cursor() as cur:
         _require(cur, name)
         cur.execute(
-            sql.SQL(
-                "SELECT model_id, name, description, model_weights IS NOT NULL FROM {} ORDER BY model_id"
-            ).format(name.sql)
+            sql.SQL("SELECT model_id, name, description, model_weights IS NOT NULL FROM {} ORDER BY model_id").format(
+                name.sql
+            )
         )
-        return [
-            {"model_id": i, "name": n, "description": d, "has_weights": w} for i, n, d, w in cur.fetchall()
-        ]
+        return [{"model_id": i, "name": n, "description": d, "has_weights": w} for i, n, d, w in cur.fetchall()]
 
 
 def delete_architecture(db: Database | str | None, table: str, model_id: int) -> None:
@@ -110,7 +108,9 @@ def get_architecture(db: Database | str | None, table: str, model_id: int) -> tu
     name = TableName.parse(table)
     with db.cursor() as cur:
         _require(cur, name)
-        cur.execute(sql.SQL("SELECT model_arch, model_weights FROM {} WHERE model_id = %s").format(name.sql), (model_id,))
+        cur.execute(
+            sql.SQL("SELECT model_arch, model_weights FROM {} WHERE model_id = %s").format(name.sql), (model_id,)
+        )
         row = cur.fetchone()
     if row is None:
         raise SchemaError(f"No architecture with model_id={model_id} in {str(name)!r}; see list_architectures().")

@@ -125,7 +125,9 @@ class _Plan:
         self.sync_every = None if kw["sync_every"] is None else _positive_int(kw["sync_every"], "sync_every")
         self.strategy = Averaging() if kw["strategy"] is None else kw["strategy"]
         if not isinstance(self.strategy, Strategy):
-            raise TypeError(f"Expected strategy=Averaging(), EASGD(...), Ensemble() or Centralized(). Received: {self.strategy!r}")
+            raise TypeError(
+                f"Expected strategy=Averaging(), EASGD(...), Ensemble() or Centralized(). Received: {self.strategy!r}"
+            )
         self.strategy.validate()
         self.early = EarlyStopping.of(kw["early_stopping"])
         self.compile_params = parse_params(kw["compile"], what="compile", allowed=COMPILE_KEYS)
@@ -252,7 +254,9 @@ class _Plan:
         try:
             for iteration in range(start_iteration + 1, self.iterations + 1):
                 locals_ = [
-                    client.submit(_worker.train_segment, segments[i], starts[i], job, i, workers=[workers[i]], pure=False)
+                    client.submit(
+                        _worker.train_segment, segments[i], starts[i], job, i, workers=[workers[i]], pure=False
+                    )
                     for i in range(n)
                 ]
                 total = tree_reduce(client, locals_, _worker.merge)
@@ -291,15 +295,17 @@ class _Plan:
                     "validation": metrics[1] if evaluate else None,
                 }
                 result.history.append(entry)
-                bar.update(1)
                 bar.set_postfix(_postfix(entry), refresh=False)
+                bar.update(1)
                 stop = self.early is not None and self.early.update(self._monitored(entry))
                 if self.checkpoint and (iteration % self.checkpoint_every == 0 or stop):
                     self._save_checkpoint(client, result, model_state)
                 if stop:
                     result.stopped_early = True
                     break
-            result.members = self._final_members(client, model_state if result.history[start_iteration:] else None, result)
+            result.members = self._final_members(
+                client, model_state if result.history[start_iteration:] else None, result
+            )
         finally:
             bar.close()
             client.run(_worker.forget_fit, job.fit_id)
@@ -316,8 +322,13 @@ class _Plan:
             except SchemaError:
                 result = None  # nothing saved yet: start from iteration 0
             if result is not None:
-                if result.architecture != self.architecture:
-                    raise DataError(f"Checkpoint {name!r} in {table!r} has another architecture than this model.")
+                saved = [w.shape for w in result.weights]
+                if saved != [w.shape for w in self.initial_weights]:
+                    raise DataError(
+                        f"Checkpoint {name!r} in {table!r} holds weights of shapes {saved}, which this model "
+                        f"cannot take: resume with the model that was checkpointed."
+                    )
+                result.architecture = self.architecture
                 result.strategy = self.strategy
                 result.fit_params, result.compile_params = self.fit_params, self.compile_params
                 self._describe(result)
@@ -386,7 +397,9 @@ class _Plan:
                 if "sparse" in loss:
                     raise DataError(f"{where}: y holds one-hot rows but loss={loss!r} expects integer labels.")
                 if s.label_shape != self.output_shape:
-                    raise DataError(f"{where}: y has shape {s.label_shape} per row; the model outputs {self.output_shape}.")
+                    raise DataError(
+                        f"{where}: y has shape {s.label_shape} per row; the model outputs {self.output_shape}."
+                    )
 
     def _monitored(self, entry: dict) -> float:
         monitor = self.early.monitor or ("validation_loss" if self.validation is not None else "training_loss")

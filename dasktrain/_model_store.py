@@ -13,13 +13,13 @@ import json
 
 from psycopg2 import sql
 
-from ._version import __version__ as _version
 from ._catalog import SUMMARY_SUFFIX, exists
 from ._database import Database, connect
 from ._model_spec import flatten_weights, unflatten_weights, weight_shapes
 from ._names import TableName, identifier
 from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
 from ._result import TrainingResult, ensemble_model
+from ._version import __version__ as _version
 from .errors import SchemaError
 
 FINAL, CHECKPOINT = "final", "checkpoint"
@@ -65,7 +65,9 @@ def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
             "PRIMARY KEY (name, version, member)){}"
         ).format(table.sql, distributed)
     )
-    cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(summary.sql, sql.SQL(_SUMMARY_COLUMNS), distributed))
+    cur.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(summary.sql, sql.SQL(_SUMMARY_COLUMNS), distributed)
+    )
 
 
 def save_model(
@@ -113,7 +115,9 @@ def save_model(
         _create(cur, db, table_name, summary)
         # One writer at a time per table decides the next version number.
         cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
-        cur.execute(sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s").format(summary.sql), (model_name,))
+        cur.execute(
+            sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s").format(summary.sql), (model_name,)
+        )
         version = cur.fetchone()[0]
         for member, blob in enumerate(weights):
             cur.execute(
@@ -327,5 +331,3 @@ def delete_model(db: Database | str | None, table: str, name: str, version: int 
         cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(table_name.sql) + condition, params)
         cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(summary.sql) + condition, params)
         return cur.rowcount
-
-

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 FAN_IN = 4
 
 
-
 def tree_reduce(client, futures: Sequence, combine: Callable, fan_in: int = FAN_IN):
     """Reduce ``futures`` with ``combine(*group)`` in a tree of at most ``fan_in`` inputs per task.
 
@@ -26,9 +25,7 @@ def tree_reduce(client, futures: Sequence, combine: Callable, fan_in: int = FAN_
         raise ValueError("Nothing to reduce.")
     while len(level) > 1:
         level = [
-            client.submit(combine, *level[i : i + fan_in], pure=False)
-            if len(level[i : i + fan_in]) > 1
-            else level[i]
+            client.submit(combine, *level[i : i + fan_in], pure=False) if len(level[i : i + fan_in]) > 1 else level[i]
             for i in range(0, len(level), fan_in)
         ]
     return level[0]

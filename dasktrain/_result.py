@@ -107,6 +107,7 @@ class TrainingResult:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         metric = next(iter(self.metric_names), None)
         panels = ["loss"] + ([metric] if metric else [])
@@ -117,6 +118,7 @@ class TrainingResult:
                 if points:
                     ax.plot(*zip(*points, strict=True), style, label=part, markersize=3)
             ax.set_xlabel("iteration")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(name)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -148,5 +150,7 @@ def ensemble_model(architecture: str, members: list[list[np.ndarray]], compile_p
     model = keras.Model(inputs, outputs, name="ensemble")
     if compile_params:
         compiled = compiled_model(architecture, compile_params)  # resolves optimizer strings the same way
-        model.compile(optimizer=compiled.optimizer, loss=compile_params.get("loss"), metrics=compile_params.get("metrics"))
+        model.compile(
+            optimizer=compiled.optimizer, loss=compile_params.get("loss"), metrics=compile_params.get("metrics")
+        )
     return model

@@ -57,6 +57,33 @@ def _load(args: argparse.Namespace) -> int:
     return module.main([*args.loader_args, *extra])
 
 
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from ._demo import STRATEGIES
+
+    p.add_argument("--strategy", default="averaging", choices=sorted(STRATEGIES), help="how segments' models merge")
+    p.add_argument("--segments", type=int, default=4, help="segments to load the data into (default: 4)")
+    p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
+    p.add_argument("--workers", type=int, default=2, help="Dask worker processes (default: 2)")
+    p.add_argument("--plot", default="dasktrain_demo.png", help="where to write the learning curve PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("demo", "load Fashion-MNIST into segments, train a CNN on a local cluster, save it, score it")(_demo_arguments)
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import demo
+
+    demo(
+        dsn=args.dsn,
+        strategy=args.strategy,
+        segments=args.segments,
+        iterations=args.iterations,
+        workers=args.workers,
+        plot=args.plot,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dasktrain",

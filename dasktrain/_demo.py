@@ -1,0 +1,136 @@
+"""``dasktrain demo``: the whole product on the embedded database, in one command."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .strategies import EASGD, Averaging, Centralized, Ensemble, Strategy
+
+STRATEGIES = {"averaging": Averaging, "easgd": EASGD, "ensemble": Ensemble, "centralized": Centralized}
+COMPILE = "optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']"
+
+
+def strategy_named(name: str) -> Strategy:
+    """``"easgd"`` -> ``EASGD()`` and so on.
+
+    >>> strategy_named("averaging")
+    Averaging()
+    """
+    try:
+        return STRATEGIES[name.lower()]()
+    except KeyError:
+        raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.") from None
+
+
+def seed_cnn(input_shape: tuple[int, ...], classes: int):
+    """The seed's one-layer CNN: Conv2D 32 3×3 relu, MaxPool 2×2, Dropout 0.25, Flatten, Dense softmax.
+
+    >>> seed_cnn((28, 28, 1), 10).count_params()
+    54410
+    """
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(32, (3, 3), activation="relu"),
+            keras.layers.MaxPooling2D((2, 2)),
+            keras.layers.Dropout(0.25),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
+
+
+def demo_data(say=print):
+    """Fashion-MNIST (train, test) when Debian's package is installed, else scikit-learn's digits."""
+    from loaders.digits import read_digits
+    from loaders.idx import FASHION_MNIST_DIR, find_split, read_images_and_labels
+
+    try:
+        train = read_images_and_labels(*find_split(FASHION_MNIST_DIR, "train"))
+        test = read_images_and_labels(*find_split(FASHION_MNIST_DIR, "test"))
+        say(f"data: Fashion-MNIST from {FASHION_MNIST_DIR} ({len(train[0]):,} train, {len(test[0]):,} test images)")
+        return "fashion_mnist", train, test, 255.0
+    except FileNotFoundError:
+        x, y = read_digits()
+        say(
+            "data: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist), "
+            "so the demo uses scikit-learn's digits instead"
+        )
+        return "digits", (x[:1500], y[:1500]), (x[1500:], y[1500:]), 16.0
+
+
+def demo(
+    *,
+    dsn: str | None = None,
+    strategy: str = "averaging",
+    segments: int = 4,
+    iterations: int = 3,
+    workers: int = 2,
+    plot: str = "dasktrain_demo.png",
+    progress: bool = True,
+    say=print,
+) -> dict:
+    """Load data into segments, train the seed CNN on a local cluster, save it, report test accuracy.
+
+    Returns a dict with ``accuracy``, ``model_table``, ``name``, ``version`` and ``plot``.
+
+    Examples
+    --------
+    >>> dasktrain.demo(iterations=1)["accuracy"] > 0.5  # doctest: +SKIP
+    True
+    """
+    import numpy as np
+    from distributed import Client
+
+    import loaders
+
+    from . import connect, fit, load_model, save_model
+    from ._cluster import cluster
+
+    chosen = strategy_named(strategy)
+    started = time.perf_counter()
+    db = connect(dsn)
+    say(f"database: {db!r}")
+    name, (x, y), (x_test, y_test), normalizing_const = demo_data(say)
+    train_table, test_table = f"demo_{name}_train", f"demo_{name}_test"
+    loaders.write_arrays(db, train_table, x, y, segments=segments, if_exists="replace", progress=progress)
+    loaders.write_arrays(db, test_table, x_test, y_test, segments=segments, if_exists="replace", progress=progress)
+    say(f"loaded {train_table} and {test_table}, {segments} segments each")
+
+    model = seed_cnn(x.shape[1:] + (1,), 10)
+    with cluster(n_workers=workers) as local_cluster, Client(local_cluster) as client:
+        say(f"cluster: {workers} worker processes; training with {chosen!r} for {iterations} iterations")
+        result = fit(
+            train_table,
+            model,
+            x="x",
+            y="y",
+            db=db,
+            compile=COMPILE,
+            fit={"batch_size": 128},
+            iterations=iterations,
+            strategy=chosen,
+            validation=test_table,
+            normalizing_const=normalizing_const,
+            client=client,
+            progress=progress,
+        )
+    version = save_model(db, "demo_models", result, name=f"{name}_cnn", description="dasktrain demo")
+    trained = load_model(db, "demo_models", f"{name}_cnn", version)
+    features = (x_test.astype(np.float32) / normalizing_const)[..., np.newaxis]
+    accuracy = float(np.mean(trained.predict(features, batch_size=512, verbose=0).argmax(axis=1) == y_test))
+    plot_path = str(Path(result.plot(plot)).resolve())
+    say(f"test accuracy: {accuracy:.4f} on {len(y_test):,} test images")
+    say(f"model: table demo_models, name {name}_cnn, version {version} (summary in demo_models_summary)")
+    say(f"learning curve: {plot_path}")
+    say(f"total time: {time.perf_counter() - started:.0f} s")
+    return {
+        "accuracy": accuracy,
+        "model_table": "demo_models",
+        "name": f"{name}_cnn",
+        "version": version,
+        "plot": plot_path,
+    }

@@ -1,0 +1,79 @@
+"""Strategies and the reducer: pure numpy, then on a real LocalCluster."""
+
+import numpy as np
+import pytest
+
+from dasktrain import EASGD, Averaging, Ensemble
+from dasktrain._reducer import tree_depth, tree_reduce
+from dasktrain._worker import merge, new_center, new_local
+from dasktrain.errors import DataError
+from dasktrain.strategies import WeightedSum
+
+
+def _segments(k=9, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = [[rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)] for _ in range(k)]
+    rows = [int(r) for r in rng.integers(1, 5000, k)]
+    return weights, rows
+
+
+def _numpy_mean(weights, rows):
+    return [
+        (np.tensordot(np.asarray(rows, np.float64), np.stack([w[i] for w in weights]).astype(np.float64), axes=1)
+         / sum(rows)).astype(np.float32)
+        for i in range(len(weights[0]))
+    ]  # fmt: skip
+
+
+def test_the_cluster_reducer_gives_numpys_row_weighted_mean_exactly(client):
+    weights, rows = _segments()
+    parts = [
+        client.submit(WeightedSum.of, w, n, {"loss": float(n)}, pure=False) for w, n in zip(weights, rows, strict=True)
+    ]
+    total = tree_reduce(client, parts, merge)
+    assert tree_depth(len(parts)) == 2
+    center = client.submit(new_center, total, weights[0], Averaging()).result()
+    for got, expected in zip(center, _numpy_mean(weights, rows), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    merged = total.result()
+    assert merged.rows == sum(rows)
+    assert merged.mean_metrics()["loss"] == pytest.approx(sum(n * n for n in rows) / sum(rows))
+
+
+def test_unequal_segments_count_by_rows_not_by_segment():
+    big, small = [np.full(2, 1.0, np.float32)], [np.full(2, 5.0, np.float32)]
+    total = WeightedSum.of(big, 999) + WeightedSum.of(small, 1)
+    np.testing.assert_allclose(total.mean()[0], [1.004, 1.004], rtol=1e-6)
+
+
+def test_easgd_one_one_is_exactly_averaging():
+    weights, rows = _segments(4, seed=3)
+    total = merge(*[WeightedSum.of(w, n) for w, n in zip(weights, rows, strict=True)])
+    previous = [np.ones_like(w) for w in weights[0]]
+    avg = new_center(total, previous, Averaging())
+    easgd = EASGD(alpha=1, beta=1)
+    center = new_center(total, previous, easgd)
+    for a, b in zip(avg, center, strict=True):
+        np.testing.assert_array_equal(a, b)
+    local = new_local(WeightedSum.of(weights[0], rows[0]), center, easgd)
+    for a, b in zip(local, avg, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_easgd_formulas():
+    easgd = EASGD(alpha=0.25, beta=0.5)
+    center = easgd.center([np.array([0.0])], [np.array([4.0])])
+    assert center[0][0] == 2.0  # (1 - 0.5) * 0 + 0.5 * 4
+    local = easgd.local([np.array([10.0])], center)
+    assert local[0][0] == 8.0  # 10 - 0.25 * (10 - 2)
+
+
+def test_ensemble_keeps_each_segments_own_weights():
+    own = [np.array([3.0], np.float32)]
+    assert new_local(WeightedSum.of(own, 7), None, Ensemble())[0][0] == 3.0
+
+
+@pytest.mark.parametrize("alpha, beta", [(-0.1, 0.5), (0.5, 1.5), ("0.5", 0.5), (True, 0.5)])
+def test_easgd_parameters_outside_0_1_are_refused(alpha, beta):
+    with pytest.raises(DataError, match="in \\[0, 1\\]"):
+        EASGD(alpha=alpha, beta=beta).validate()
