@@ -21,6 +21,21 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Warm each up once, then time them in turns (a, b, a, b, ...) so drift hits all alike; medians."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        print(f"  {name}: " + " ".join(f"{v:.2f}" for v in values) + " s")
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def machine() -> str:
     import os
 

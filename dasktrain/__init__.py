@@ -14,8 +14,10 @@ from ._cluster import cluster
 from ._database import Database, connect, redact_dsn
 from ._dialect import Dialect
 from ._early_stopping import EarlyStopping
+from ._evaluate import evaluate
 from ._fit import fit
 from ._model_store import delete_model, list_models, load_model, model_summary, save_model
+from ._predict import predict, predict_table
 from ._read import read_table
 from ._result import TrainingResult
 from ._segments import Segment, segments
@@ -39,12 +41,15 @@ __all__ = [
     "delete_architecture",
     "delete_model",
     "errors",
+    "evaluate",
     "fit",
     "list_architectures",
     "list_models",
     "load_architecture",
     "load_model",
     "model_summary",
+    "predict",
+    "predict_table",
     "read_table",
     "redact_dsn",
     "save_model",

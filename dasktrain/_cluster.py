@@ -28,4 +28,6 @@ def cluster(n_workers: int | None = None, threads_per_worker: int = 1, **kwargs)
     if n_workers is None:
         n_workers = max(1, (os.cpu_count() or 1) // threads_per_worker)
     kwargs.setdefault("dashboard_address", None)
+    # Threads for TensorFlow's oneDNN kernels (OpenMP), read when the worker process starts.
+    kwargs["env"] = {"OMP_NUM_THREADS": str(threads_per_worker), **kwargs.get("env", {})}
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, **kwargs)

@@ -224,13 +224,20 @@ def encode(specs: Sequence[ColumnSpec], data: dict[str, np.ndarray]) -> bytes:
     return HEADER + encode_rows(specs, data) + TRAILER
 
 
-def encode_rows(specs: Sequence[ColumnSpec], data: dict[str, np.ndarray]) -> bytes:
-    """Encode the rows alone (no header or trailer), to stream a large load in chunks."""
-    n = len(next(iter(data.values())))
+def encode_rows(specs: Sequence[ColumnSpec], data: dict[str, np.ndarray | bytes]) -> bytes:
+    """Encode the rows alone (no header or trailer), to stream a large load in chunks.
+
+    A :data:`TEXT` column takes one ``bytes`` value (UTF-8) shared by every row: callers with
+    several values encode each group of rows separately, which keeps every row fixed-width.
+    """
+    n = len(next(v for v in data.values() if not isinstance(v, bytes)))
     fields = [("_count", ">i2")]
     widths = []
     for spec in specs:
-        if spec.kind == SCALAR:
+        if spec.kind == TEXT and isinstance(data[spec.name], bytes):
+            width = len(data[spec.name])
+            fields += [(f"_len_{spec.name}", ">i4"), (spec.name, f"V{width}")]
+        elif spec.kind == SCALAR:
             width = spec.wire.itemsize
             fields += [(f"_len_{spec.name}", ">i4"), (spec.name, spec.wire)]
         elif spec.kind == TENSOR:
@@ -246,6 +253,8 @@ def encode_rows(specs: Sequence[ColumnSpec], data: dict[str, np.ndarray]) -> byt
         values = data[spec.name]
         if spec.kind == SCALAR:
             rows[spec.name] = values
+        elif spec.kind == TEXT:
+            rows[spec.name] = np.void(values) if width else np.void(b"")
         else:
             raw = np.ascontiguousarray(values, dtype=spec.wire).reshape(n, -1).view(np.uint8)
             rows[spec.name] = raw.view(f"V{width}").reshape(n)

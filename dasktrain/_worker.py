@@ -100,8 +100,10 @@ def limit_threads(threads: int) -> None:
     """Give TensorFlow (when it is the Keras backend) ``threads`` intra- and inter-op threads."""
     threads = max(1, int(threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep worker logs readable
+    # Dask's nanny starts workers with OMP_NUM_THREADS=1, which would leave TensorFlow's oneDNN
+    # kernels one thread however many the worker has; give them the worker's threads instead.
     for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(variable, str(threads))
+        os.environ[variable] = str(threads)
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
     try:
@@ -153,10 +155,11 @@ def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: floa
     from ._arrays import to_arrays
 
     X, labels = to_arrays(partition, x=x, y=y)
+    if normalizing_const != 1:
+        # In place when to_arrays made a new array (it does, from integer pixels): no extra copy.
+        X = np.divide(X, np.float32(normalizing_const), out=X if X.flags.owndata and X.flags.writeable else None)
     if X.shape[1:] != input_shape and X.shape[1:] + (1,) == input_shape:
         X = X.reshape(*X.shape, 1)
-    if normalizing_const != 1:
-        X = X / np.float32(normalizing_const)
     return SegmentData(X, labels)
 
 

@@ -1,25 +1,27 @@
 """The ``dasktrain`` command line: each subcommand is a thin layer over one API function.
 
-Run ``dasktrain --help`` and ``dasktrain SUBCOMMAND --help``.
+Run ``dasktrain --help`` and ``dasktrain SUBCOMMAND --help``. Errors print one line on stderr
+and exit with status 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
 from .errors import DasktrainError
 
-_COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
+_COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {}
 
 
-def command(name: str, help: str):
-    """Register ``add_arguments(parser)`` and ``run(args) -> int`` as subcommand ``name``."""
+def command(name: str, help: str, example: str):
+    """Register ``add_arguments(parser)`` and then ``run(args) -> int`` as subcommand ``name``."""
 
     def register(add_arguments: Callable):
         def with_run(run: Callable):
-            _COMMANDS[name] = (help, add_arguments, run)
+            _COMMANDS[name] = (help, example, add_arguments, run)
             return run
 
         return with_run
@@ -27,13 +29,48 @@ def command(name: str, help: str):
     return register
 
 
-def _segments_arguments(p: argparse.ArgumentParser) -> None:
+@contextlib.contextmanager
+def _client(args):
+    """A client on --scheduler if given, else None (the API starts a local cluster when needed)."""
+    if not getattr(args, "scheduler", None):
+        yield None
+        return
+    from distributed import Client
+
+    with Client(args.scheduler) as client:
+        yield client
+
+
+def _merge_job(args, keys: set[str], command_name: str, required: Sequence[str]) -> dict:
+    """Parameters from --job, overridden by any flag given; check the required ones are there."""
+    from ._jobs import read_job
+
+    params = read_job(args.job, keys, command_name) if args.job else {}
+    for key in keys:
+        value = getattr(args, key, None)
+        if value is not None and value is not False:
+            params[key] = value
+    missing = [k for k in required if params.get(k) is None]
+    if missing:
+        flags = ", ".join("--" + k.replace("_", "-") for k in missing)
+        raise DasktrainError(f"missing {flags} (or the same keys in --job)")
+    return params
+
+
+# -- segments, load, demo -----------------------------------------------------------------------
+
+
+def _segments_arguments(p):
     p.add_argument("table", help="table name, optionally schema-qualified")
     p.add_argument("-n", type=int, help="plain PostgreSQL tables: number of block ranges (default: CPUs)")
 
 
-@command("segments", "list a table's segments (the units read and trained in parallel)")(_segments_arguments)
-def _segments(args: argparse.Namespace) -> int:
+@command(
+    "segments",
+    "list a table's segments (the units read and trained in parallel)",
+    "dasktrain segments fashion_mnist_train",
+)(_segments_arguments)
+def _segments(args) -> int:
     from . import connect, segments
 
     db = connect(args.dsn)
@@ -43,21 +80,26 @@ def _segments(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_arguments(p: argparse.ArgumentParser) -> None:
+def _load_arguments(p):
     p.add_argument("loader", choices=["idx", "cifar10", "images", "digits"], help="which loader program")
     p.add_argument("loader_args", nargs=argparse.REMAINDER, help="its options (see python -m loaders.NAME --help)")
 
 
-@command("load", "load raw data into a table spread over segments (the loaders programs)")(_load_arguments)
-def _load(args: argparse.Namespace) -> int:
+@command(
+    "load",
+    "load raw data into a table spread over segments (the loaders programs)",
+    "dasktrain load idx --split test --table fashion_mnist_test",
+)(_load_arguments)
+def _load(args) -> int:
     import importlib
 
     module = importlib.import_module(f"loaders.{args.loader}")
     extra = ["--dsn", args.dsn] if args.dsn and "--dsn" not in args.loader_args else []
+    extra += ["--quiet"] if args.quiet and "--quiet" not in args.loader_args else []
     return module.main([*args.loader_args, *extra])
 
 
-def _demo_arguments(p: argparse.ArgumentParser) -> None:
+def _demo_arguments(p):
     from ._demo import STRATEGIES
 
     p.add_argument("--strategy", default="averaging", choices=sorted(STRATEGIES), help="how segments' models merge")
@@ -65,11 +107,14 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
     p.add_argument("--workers", type=int, default=2, help="Dask worker processes (default: 2)")
     p.add_argument("--plot", default="dasktrain_demo.png", help="where to write the learning curve PNG")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-@command("demo", "load Fashion-MNIST into segments, train a CNN on a local cluster, save it, score it")(_demo_arguments)
-def _demo(args: argparse.Namespace) -> int:
+@command(
+    "demo",
+    "load Fashion-MNIST into segments, train a CNN on a local cluster, save it, score it",
+    "dasktrain demo --strategy easgd --iterations 5",
+)(_demo_arguments)
+def _demo(args) -> int:
     from ._demo import demo
 
     demo(
@@ -84,19 +129,282 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- fit, predict, evaluate ------------------------------------------------------------------------
+
+
+def _fit_arguments(p):
+    p.add_argument("--job", help="YAML file with the parameters of dasktrain.fit (flags override it)")
+    p.add_argument("--data", help="training table")
+    p.add_argument("--model-arch-table", help="architecture table (see 'dasktrain architectures')")
+    p.add_argument("--model-id", type=int, help="architecture id in --model-arch-table")
+    p.add_argument("--x", help="feature column (default: x)")
+    p.add_argument("--y", help="label column (default: y)")
+    p.add_argument("--compile", help="Keras compile parameters, e.g. \"optimizer='adam', loss='mse'\"")
+    p.add_argument("--fit", help='Keras fit parameters, e.g. "batch_size=128, epochs=1"')
+    p.add_argument("--iterations", type=int, help="training rounds")
+    p.add_argument("--strategy", choices=["averaging", "easgd", "ensemble", "centralized"], help="default averaging")
+    p.add_argument("--alpha", type=float, help="EASGD alpha (default 0.01)")
+    p.add_argument("--beta", type=float, help="EASGD beta (default 0.9)")
+    p.add_argument("--validation", help="validation table")
+    p.add_argument("--metrics-every", type=int, help="evaluate validation every k iterations (default 1)")
+    p.add_argument("--sync-every", type=int, help="make a round k minibatches per segment")
+    p.add_argument("--normalizing-const", type=float, help="divide features by it (e.g. 255)")
+    p.add_argument("--model-table", help="model table to save the result in")
+    p.add_argument("--name", help="model name (default: model)")
+    p.add_argument("--description", help="free text saved with the model")
+
+
+@command(
+    "fit",
+    "train a model on a table's segments and save it as a new version",
+    "dasktrain fit --data digits --model-arch-table arch --model-id 1 --iterations 5 --model-table models "
+    "--name digits_mlp --compile \"optimizer='adam', loss='sparse_categorical_crossentropy', "
+    "metrics=['accuracy']\" --normalizing-const 16",
+)(_fit_arguments)
+def _fit(args) -> int:
+    from . import connect, fit, save_model
+    from ._demo import strategy_named
+    from ._jobs import FIT_KEYS
+    from .strategies import EASGD
+
+    params = _merge_job(
+        args, FIT_KEYS, "fit", ["data", "model_arch_table", "model_id", "compile", "iterations", "model_table"]
+    )
+    name = params.get("strategy", "averaging")
+    strategy = EASGD(params.get("alpha", 0.01), params.get("beta", 0.9)) if name == "easgd" else strategy_named(name)
+    db = connect(args.dsn)
+    with _client(args) as client:
+        result = fit(
+            params["data"],
+            (params["model_arch_table"], params["model_id"]),
+            x=params.get("x", "x"),
+            y=params.get("y", "y"),
+            compile=params["compile"],
+            fit=params.get("fit"),
+            iterations=params["iterations"],
+            strategy=strategy,
+            validation=params.get("validation"),
+            metrics_every=params.get("metrics_every", 1),
+            sync_every=params.get("sync_every"),
+            normalizing_const=params.get("normalizing_const", 1.0),
+            early_stopping=params.get("early_stopping"),
+            db=db,
+            client=client,
+            progress=not args.quiet,
+        )
+    version = save_model(
+        db, params["model_table"], result, name=params.get("name"), description=params.get("description")
+    )
+    last = result.history[-1]
+    print(
+        f"trained {len(result.history)} iterations: " + ", ".join(f"{k}={v:.4f}" for k, v in last["training"].items())
+    )
+    if last.get("validation"):
+        print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in last["validation"].items()))
+    print(f"saved {params['model_table']}: name {params.get('name') or 'model'}, version {version}")
+    return 0
+
+
+def _predict_arguments(p):
+    p.add_argument("--job", help="YAML scoring job (same keys as dasktrain.predict_table; flags override it)")
+    p.add_argument("--model-table", help="model table (from 'dasktrain fit' or dasktrain.save_model)")
+    p.add_argument("--name", help="model name (default: the only one in the table)")
+    p.add_argument("--version", help="model version, or 'latest' (default)")
+    p.add_argument("--source", dest="source_table", help="table to score")
+    p.add_argument("--output", dest="output_table", help="table to write the predictions to")
+    p.add_argument("--pred-type", help="response (default), prob, an integer k (top k) or a threshold in (0, 1)")
+    p.add_argument("--id", help="unique integer id column of --source (default: id)")
+    p.add_argument("--x", help="feature column (default: the model's)")
+    p.add_argument("--batch-size", type=int, help="rows per prediction batch (default 1024)")
+    p.add_argument("--replace", action="store_true", help="replace --output atomically if it exists")
+
+
+@command(
+    "predict",
+    "score a table into another, segment by segment, in parallel",
+    "dasktrain predict --model-table models --name fashion_cnn --source fashion_mnist_test "
+    "--output fashion_scores --pred-type 3 --replace",
+)(_predict_arguments)
+def _predict(args) -> int:
+    from . import connect, predict_table
+    from ._jobs import PREDICT_KEYS
+    from ._scoring import parse_pred_type
+
+    params = _merge_job(args, PREDICT_KEYS, "predict", ["model_table", "source_table", "output_table"])
+    if isinstance(params.get("pred_type"), str):
+        params["pred_type"] = parse_pred_type(params["pred_type"])
+    if params.get("version") == "latest":
+        params["version"] = None
+    if params.get("version") is not None:
+        params["version"] = _version(params["version"])
+    db = connect(args.dsn)
+    with _client(args) as client:
+        rows = predict_table(
+            db,
+            params.pop("model_table"),
+            params.pop("source_table"),
+            params.pop("output_table"),
+            client=client,
+            progress=not args.quiet,
+            **params,
+        )
+    print(f"wrote {rows} prediction rows")
+    return 0
+
+
+def _version(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DasktrainError(f"--version takes a number or 'latest'. Received: {value!r}") from None
+
+
+def _evaluate_arguments(p):
+    p.add_argument("--job", help="YAML file with the parameters of dasktrain.evaluate")
+    p.add_argument("--model-table", help="model table")
+    p.add_argument("--name", help="model name")
+    p.add_argument("--version", help="model version, or 'latest' (default)")
+    p.add_argument("--table", help="table with features and labels")
+    p.add_argument("--x", help="feature column (default: the model's)")
+    p.add_argument("--y", help="label column (default: the model's)")
+    p.add_argument("--output-table", help="write loss and metric to this table")
+    p.add_argument("--replace", action="store_true", help="replace --output-table if it exists")
+
+
+@command(
+    "evaluate",
+    "loss and metrics of a stored model over a whole table",
+    "dasktrain evaluate --model-table models --name fashion_cnn --table fashion_mnist_test",
+)(_evaluate_arguments)
+def _evaluate(args) -> int:
+    from . import connect, evaluate
+    from ._jobs import EVALUATE_KEYS
+
+    params = _merge_job(args, EVALUATE_KEYS, "evaluate", ["model_table", "table"])
+    if params.get("version") not in (None, "latest"):
+        params["version"] = _version(params["version"])
+    elif params.get("version") == "latest":
+        params["version"] = None
+    db = connect(args.dsn)
+    with _client(args) as client:
+        result = evaluate(db, params.pop("model_table"), params.pop("table"), client=client, **params)
+    for key, value in result.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+# -- models, architectures --------------------------------------------------------------------------
+
+
+def _models_arguments(p):
+    p.add_argument("action", choices=["list", "show", "delete"])
+    p.add_argument("--model-table", required=True, help="model table")
+    p.add_argument("--name", help="model name (show, delete)")
+    p.add_argument("--version", type=int, help="version (show: default latest; delete: default all versions)")
+
+
+@command(
+    "models", "list, show or delete stored models", "dasktrain models show --model-table models --name fashion_cnn"
+)(_models_arguments)
+def _models(args) -> int:
+    from . import connect, delete_model, list_models, model_summary
+
+    db = connect(args.dsn)
+    if args.action == "list":
+        print(f"{'name':<24} {'version':>7} {'status':<10} {'strategy':<11} {'iters':>5} {'train loss':>10}  created")
+        for m in list_models(db, args.model_table):
+            loss = f"{m['training_loss_final']:.4f}" if m["training_loss_final"] is not None else "-"
+            print(
+                f"{m['name']:<24} {m['version']:>7} {m['status']:<10} {m['strategy']:<11} "
+                f"{m['num_iterations']:>5} {loss:>10}  {m['created_at']:%Y-%m-%d %H:%M}"
+            )
+    elif args.action == "show":
+        summary = model_summary(db, args.model_table, args.name, args.version)
+        for key, value in summary.items():
+            if key != "history":
+                print(f"{key}: {value}")
+    else:
+        if not args.name:
+            raise DasktrainError("models delete needs --name")
+        print(f"deleted {delete_model(db, args.model_table, args.name, args.version)} version(s)")
+    return 0
+
+
+def _architectures_arguments(p):
+    p.add_argument("action", choices=["load", "list", "delete"])
+    p.add_argument("--table", required=True, help="architecture table")
+    p.add_argument("--json", help="load: file with the Keras model JSON (model.to_json()) or a .keras file")
+    p.add_argument("--name", help="load: a name for it")
+    p.add_argument("--description", help="load: free text")
+    p.add_argument("--model-id", type=int, help="delete: which architecture")
+
+
+@command(
+    "architectures",
+    "load, list or delete model architectures (MADlib's model_arch tables)",
+    "dasktrain architectures load --table model_arch --json cnn.json --name cnn",
+)(_architectures_arguments)
+def _architectures(args) -> int:
+    from pathlib import Path
+
+    from . import connect, delete_architecture, list_architectures, load_architecture
+
+    db = connect(args.dsn)
+    if args.action == "load":
+        if not args.json:
+            raise DasktrainError("architectures load needs --json FILE")
+        weights = None
+        if args.json.endswith(".keras"):
+            import keras
+
+            model = keras.saving.load_model(args.json, compile=False, safe_mode=True)
+            architecture, weights = model.to_json(), model.get_weights()
+        else:
+            architecture = Path(args.json).read_text()
+        model_id = load_architecture(
+            db, args.table, architecture, name=args.name, description=args.description, weights=weights
+        )
+        print(f"model_id {model_id}")
+    elif args.action == "list":
+        print(f"{'model_id':>8}  {'weights':<7}  {'name':<20}  description")
+        for a in list_architectures(db, args.table):
+            print(
+                f"{a['model_id']:>8}  {'yes' if a['has_weights'] else 'no':<7}  {a['name'] or '-':<20}  "
+                f"{a['description'] or ''}"
+            )
+    else:
+        if args.model_id is None:
+            raise DasktrainError("architectures delete needs --model-id")
+        delete_architecture(db, args.table, args.model_id)
+        print(f"deleted model_id {args.model_id}")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dasktrain",
         description="Train Keras models with Dask on data in Greenplum and PostgreSQL.",
-        epilog="example:\n  dasktrain load digits --table digits && dasktrain segments digits",
+        epilog="example:\n  dasktrain demo\n  dasktrain predict --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", help="database (default: $DASKTRAIN_DSN, else the embedded server)")
+    common.add_argument("--scheduler", help="Dask scheduler ADDRESS (default: a local cluster)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, add_arguments, run) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+    for name, (help_text, example, add_arguments, run) in _COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_arguments(p)
         p.set_defaults(run=run)
     return parser
@@ -104,13 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dasktrain`` console script; returns the exit status."""
+    import psycopg2
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DasktrainError, OSError, ValueError) as exc:
+    except (DasktrainError, OSError, ValueError, TypeError, psycopg2.Error) as exc:
         if args.debug:
             raise
-        print(f"dasktrain {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"dasktrain {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

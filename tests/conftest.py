@@ -16,3 +16,20 @@ def digits(db):
 
     drop_tables(db, "fit_digits_train")
     drop_tables(db, "fit_digits_test")
+
+
+@pytest.fixture(scope="session")
+def trained(db, client, digits):
+    """A small model trained on fit_digits_train and saved as 'digits_mlp' in the table 'scoring_models'."""
+    from helpers import COMPILE, mlp
+
+    import dasktrain
+    from dasktrain.testing import drop_tables
+
+    result = dasktrain.fit(
+        "fit_digits_train", mlp(), x="x", y="y", db=db, client=client, compile=COMPILE, iterations=3,
+        normalizing_const=16.0, progress=False,
+    )  # fmt: skip
+    dasktrain.save_model(db, "scoring_models", result, name="digits_mlp")
+    yield result
+    drop_tables(db, "scoring_models")

@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent(
         db = dasktrain.connect(DSN)
         x, y = loaders.read_digits()
         loaders.write_arrays(db, TABLE, x[:600], y[:600], segments=2, if_exists="replace")
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+        layers = [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+        model = keras.Sequential(layers)
         with Client(dasktrain.cluster(n_workers=2)) as client:
             result = dasktrain.fit(TABLE, model, x="x", y="y", db=db, client=client, iterations=3, progress=False,
                                    compile={"optimizer": "adam", "loss": "sparse_categorical_crossentropy",

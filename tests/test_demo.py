@@ -20,8 +20,13 @@ def test_demo_trains_saves_and_scores(db, tmp_path, capsys):
         assert models[-1]["strategy"] == "averaging" and models[-1]["num_iterations"] == 2
         assert plot.read_bytes()[:4] == b"\x89PNG"
     finally:
-        for table in ("demo_models", "demo_fashion_mnist_train", "demo_fashion_mnist_test", "demo_digits_train",
-                      "demo_digits_test"):  # fmt: skip
+        for table in (
+            "demo_models",
+            "demo_fashion_mnist_train",
+            "demo_fashion_mnist_test",
+            "demo_digits_train",
+            "demo_digits_test",
+        ):
             drop_tables(db, table)
 
 

@@ -20,9 +20,16 @@ def attempt(db, client, digits, table_name):
 
     def run(error, match, model=None, **kwargs):
         options = dict(
-            x="x", y="y", db=db, client=client, compile=COMPILE, iterations=1, progress=False,
-            checkpoint=(db, table_name, "m"), data="fit_digits_train",
-        )  # fmt: skip
+            x="x",
+            y="y",
+            db=db,
+            client=client,
+            compile=COMPILE,
+            iterations=1,
+            progress=False,
+            checkpoint=(db, table_name, "m"),
+            data="fit_digits_train",
+        )
         options.update(kwargs)
         data = options.pop("data")
         with pytest.raises(error, match=match):

@@ -19,10 +19,12 @@ def _segments(k=9, seed=0):
 
 def _numpy_mean(weights, rows):
     return [
-        (np.tensordot(np.asarray(rows, np.float64), np.stack([w[i] for w in weights]).astype(np.float64), axes=1)
-         / sum(rows)).astype(np.float32)
+        (
+            np.tensordot(np.asarray(rows, np.float64), np.stack([w[i] for w in weights]).astype(np.float64), axes=1)
+            / sum(rows)
+        ).astype(np.float32)
         for i in range(len(weights[0]))
-    ]  # fmt: skip
+    ]
 
 
 def test_the_cluster_reducer_gives_numpys_row_weighted_mean_exactly(client):

@@ -1,0 +1,142 @@
+"""Accuracy of the distributed strategies against single-process Keras at equal epochs.
+
+    python benchmarks/accuracy.py [--epochs 8] [--segments 4] [--out docs]
+
+Fashion-MNIST 60k/10k (Debian's dataset-fashion-mnist; scikit-learn's digits when it is not
+installed), the seed's one-layer CNN, Adam, batch 128. Runs, in one go:
+
+- single-process Keras, ``epochs`` epochs;
+- ``Averaging``, ``Ensemble``, ``EASGD`` for the seed's grid (alpha 0.001/0.01 x beta 0.5/0.7/0.9)
+  and alpha=1, beta=1, each for ``epochs`` iterations of one pass over every segment;
+- ``Averaging`` with ``sync_every=32`` minibatches, for the same number of epochs.
+
+Test accuracy is recorded after every epoch. Prints a table and writes ``accuracy.png`` and
+``accuracy.json`` to ``--out``. Goal (issue 3): some setting within 0.5 percentage points of
+single-process accuracy at equal epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
+from distributed import Client  # noqa: E402
+
+import dasktrain  # noqa: E402
+import loaders  # noqa: E402
+from dasktrain._demo import COMPILE, demo_data, seed_cnn  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--segments", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--sync-every", type=int, default=32)
+    p.add_argument("--out", default="docs")
+    args = p.parse_args()
+
+    db = dasktrain.connect()
+    name, (x, y), (x_test, y_test), norm = demo_data()
+    loaders.write_arrays(db, "bench_acc_train", x, y, segments=args.segments, if_exists="replace")
+    loaders.write_arrays(db, "bench_acc_test", x_test, y_test, segments=args.segments, if_exists="replace")
+    model = seed_cnn(x.shape[1:] + (1,), 10)
+    start = model.get_weights()
+    curves: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(
+        (x.astype(np.float32) / norm)[..., None],
+        y,
+        batch_size=128,
+        epochs=args.epochs,
+        verbose=0,
+        validation_data=((x_test.astype(np.float32) / norm)[..., None], y_test),
+    )
+    curves["single-process Keras"] = history.history["val_accuracy"]
+    seconds["single-process Keras"] = time.perf_counter() - clock
+    print(f"single-process Keras: {curves['single-process Keras'][-1]:.4f}", flush=True)
+
+    settings = {"Averaging": dict(strategy=dasktrain.Averaging()), "Ensemble": dict(strategy=dasktrain.Ensemble())}
+    for alpha in (0.001, 0.01):
+        for beta in (0.5, 0.7, 0.9):
+            settings[f"EASGD(alpha={alpha}, beta={beta})"] = dict(strategy=dasktrain.EASGD(alpha, beta))
+    settings["EASGD(alpha=1, beta=1)"] = dict(strategy=dasktrain.EASGD(1, 1))
+    rows_per_segment = len(x) / args.segments
+    rounds_per_epoch = math.ceil(rows_per_segment / (128 * args.sync_every))
+    settings[f"Averaging, sync_every={args.sync_every}"] = dict(
+        strategy=dasktrain.Averaging(), sync_every=args.sync_every, rounds_per_epoch=rounds_per_epoch
+    )
+
+    with dasktrain.cluster(n_workers=args.workers) as cluster, Client(cluster) as client:
+        for label, options in settings.items():
+            per_epoch = options.pop("rounds_per_epoch", 1)
+            clock = time.perf_counter()
+            result = dasktrain.fit(
+                "bench_acc_train",
+                model,
+                x="x",
+                y="y",
+                db=db,
+                client=client,
+                compile=COMPILE,
+                fit={"batch_size": 128},
+                iterations=args.epochs * per_epoch,
+                initial_weights=start,
+                validation="bench_acc_test",
+                metrics_every=per_epoch,
+                normalizing_const=norm,
+                progress=False,
+                **options,
+            )
+            seconds[label] = time.perf_counter() - clock
+            curves[label] = result.metric("accuracy", "validation")
+            print(f"{label}: {curves[label][-1]:.4f}", flush=True)
+
+    baseline = curves["single-process Keras"][-1]
+    print(f"\nTest accuracy per epoch, {name} ({len(x):,} train / {len(x_test):,} test), seed CNN, Adam, batch 128,")
+    print(f"{args.segments} segments, {args.workers} worker processes; machine: {machine()}\n")
+    print("| setting | " + " | ".join(f"ep {i}" for i in range(1, args.epochs + 1)) + " | vs single (pp) | seconds |")
+    print("|---|" + "---|" * args.epochs + "---|---|")
+    for label, curve in curves.items():
+        cells = " | ".join(f"{a:.4f}" for a in curve)
+        print(f"| {label} | {cells} | {100 * (curve[-1] - baseline):+.2f} | {seconds[label]:.0f} |")
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
+    (out / "accuracy.json").write_text(json.dumps({"curves": curves, "seconds": seconds, "data": name}, indent=1))
+    _plot(curves, out / "accuracy.png")
+    for table in ("bench_acc_train", "bench_acc_test"):
+        with db.cursor() as cur:
+            cur.execute(f"DROP TABLE {table}, {table}_summary")
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for label, curve in curves.items():
+        style = "k-o" if label.startswith("single") else "-"
+        ax.plot(range(1, len(curve) + 1), curve, style, label=label, markersize=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Training overhead: plain ``model.fit`` in one process vs ``dasktrain.fit`` with 1 segment on 1 worker.
+
+    python benchmarks/train_overhead.py [--rows 60000] [--repeats 3]
+
+Same data (Fashion-MNIST's training images when installed, else generated), same model (the
+seed's one-layer CNN), batch 128, one epoch. The worker has as many threads as the plain run
+has cores, so both use the same CPU. Measured side by side in one run, median of repeats taken in
+turns after a warm-up (TensorFlow's start and the model's first build are not counted on either side).
+
+Goal (issue 3): dasktrain.fit <= 1.25x the plain time; aim <= 1.05x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dask.dataframe as dd  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from _common import fashion_or_generated, interleaved_medians, machine  # noqa: E402
+from distributed import Client  # noqa: E402
+
+import dasktrain  # noqa: E402
+from dasktrain._demo import COMPILE, seed_cnn  # noqa: E402
+from dasktrain._tensor_column import tensor_series  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=60000)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    cores = os.cpu_count() or 1
+    x, y, source = fashion_or_generated(args.rows)
+    features = (x.astype(np.float32) / 255.0)[..., np.newaxis]
+    model = seed_cnn(features.shape[1:], 10)
+    start = model.get_weights()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def plain_fit():
+        model.set_weights(start)
+        model.fit(features, y, batch_size=128, epochs=1, verbose=0)
+
+    frame = pd.DataFrame({"x": tensor_series(x), "y": y.astype(np.int64)})
+    ddf = dd.from_pandas(frame, npartitions=1)
+
+    with dasktrain.cluster(n_workers=1, threads_per_worker=cores) as cluster, Client(cluster) as client:
+        ddf = ddf.persist()
+
+        def dask_fit():
+            dasktrain.fit(
+                ddf,
+                model,
+                x="x",
+                y="y",
+                compile=COMPILE,
+                fit={"batch_size": 128},
+                iterations=1,
+                initial_weights=start,
+                normalizing_const=255.0,
+                client=client,
+                progress=False,
+            )
+
+        results = interleaved_medians(
+            {"plain keras model.fit, 1 process": plain_fit, "dasktrain.fit, 1 segment on 1 worker": dask_fit},
+            args.repeats,
+        )
+    plain, dask_time = results.values()
+    print(f"\ntraining overhead: {len(x):,} rows ({source}), seed CNN, batch 128, 1 epoch")
+    print(f"machine: {machine()}; worker threads = {cores}; median of {args.repeats} repeats after a warm-up\n")
+    print(f"| {'method':<40} | {'seconds':>8} | {'ratio':>6} |")
+    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 8}|")
+    for name, seconds in results.items():
+        print(f"| {name:<40} | {seconds:8.2f} | {seconds / plain:6.3f} |")
+    print(f"\ndasktrain.fit / plain fit: {dask_time / plain:.3f}x  (required <= 1.25x, aim <= 1.05x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Job files: YAML holding the same parameters as the API function a subcommand calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DataError
+
+FIT_KEYS = {
+    "data",
+    "model_arch_table",
+    "model_id",
+    "x",
+    "y",
+    "compile",
+    "fit",
+    "iterations",
+    "strategy",
+    "alpha",
+    "beta",
+    "validation",
+    "metrics_every",
+    "sync_every",
+    "normalizing_const",
+    "early_stopping",
+    "model_table",
+    "name",
+    "description",
+}
+PREDICT_KEYS = {
+    "model_table",
+    "name",
+    "version",
+    "source_table",
+    "output_table",
+    "pred_type",
+    "id",
+    "x",
+    "batch_size",
+    "replace",
+    "class_values",
+    "normalizing_const",
+}
+EVALUATE_KEYS = {"model_table", "name", "version", "table", "x", "y", "output_table", "replace"}
+
+
+def read_job(path: str, allowed: set[str], command: str) -> dict:
+    """Read a YAML job file (safely: plain data only) and check its keys.
+
+    >>> read_job("score.yaml", PREDICT_KEYS, "predict")  # doctest: +SKIP
+    {'model_table': 'models', 'name': 'fashion_cnn', 'version': 'latest', ...}
+    """
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise DataError(f"Cannot read job file {path!r}: {exc.strerror}.") from None
+    try:
+        job = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"Job file {path!r} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(job, dict):
+        raise DataError(f"Job file {path!r} must hold a mapping of parameter: value.")
+    unknown = sorted(set(job) - allowed)
+    if unknown:
+        raise DataError(
+            f"Job file {path!r} has unknown key(s) {', '.join(unknown)}; "
+            f"'dasktrain {command}' takes: {', '.join(sorted(allowed))}."
+        )
+    if job.get("version") == "latest":
+        job["version"] = None
+    return job
