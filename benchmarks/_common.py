@@ -52,3 +52,13 @@ def fashion_or_generated(n: int = 60000) -> tuple[np.ndarray, np.ndarray, str]:
     except FileNotFoundError:
         rng = np.random.default_rng(0)
         return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8), "generated"
+
+
+def print_table(rows: int, results: dict[str, float], megabytes: float | None = None) -> None:
+    """A markdown table of methods with seconds, rows/s and, given the data size, MB/s."""
+    mb = f" {'MB/s':>8} |" if megabytes else ""
+    print(f"| {'method':<40} | {'seconds':>8} |{mb} {'rows/s':>10} |")
+    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10 + '|' if megabytes else ''}{'-' * 12}|")
+    for name, seconds in results.items():
+        mb = f" {megabytes / seconds:8.1f} |" if megabytes else ""
+        print(f"| {name:<40} | {seconds:8.3f} |{mb} {rows / seconds:10,.0f} |")

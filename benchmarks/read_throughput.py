@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import fashion_or_generated, machine, median_seconds  # noqa: E402
+from _common import fashion_or_generated, machine, median_seconds, print_table  # noqa: E402
 from distributed import Client, LocalCluster, wait  # noqa: E402
 
 import dasktrain  # noqa: E402
@@ -83,10 +83,7 @@ def main() -> None:
     megabytes = wire_bytes / 1e6
     print(f"\nread throughput: {len(x):,} rows of 28x28 uint8 ({source}), {megabytes:.1f} MB on the wire, 4 segments")
     print(f"machine: {machine()}; median of {args.repeats} repeats\n")
-    print(f"| {'method':<40} | {'seconds':>8} | {'MB/s':>8} | {'rows/s':>10} |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
-    for name, seconds in results.items():
-        print(f"| {name:<40} | {seconds:8.3f} | {megabytes / seconds:8.1f} | {len(x) / seconds:10,.0f} |")
+    print_table(len(x), results, megabytes)
     print()
     print(f"(c) speed-up over (b):        {b / c:5.2f}x  (required >= 3x, aim 10x)")
     print(f"(c) throughput relative to (a): {a / c:5.2f}x  (required >= 0.5x, aim 0.7x)")

@@ -56,6 +56,13 @@ def table_name(db: Database):
     drop_tables(db, name)
 
 
+def table_exists(db: Database, name: str) -> bool:
+    """Whether a table (or view) called ``name`` exists, as the search path finds it."""
+    with db.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        return cur.fetchone()[0]
+
+
 def drop_tables(db: Database, name: str) -> None:
     """Drop ``name`` and every table whose name starts with ``name_`` (summary, leaves, versions)."""
     with db.cursor() as cur:

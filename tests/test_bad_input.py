@@ -6,12 +6,7 @@ import pytest
 import dasktrain
 import loaders
 from dasktrain.errors import DataError, InvalidNameError, SchemaError, TableExistsError
-
-
-def _exists(db, name):
-    with db.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-        return cur.fetchone()[0]
+from dasktrain.testing import table_exists
 
 
 def test_unknown_table(db):
@@ -45,7 +40,7 @@ def test_bad_table_names_write_nothing(db, bad):
 def test_length_mismatch_names_both_lengths_and_writes_nothing(db, table_name):
     with pytest.raises(DataError, match="x has 5 rows but y has 4"):
         loaders.write_arrays(db, table_name, np.zeros((5, 2)), np.zeros(4))
-    assert not _exists(db, table_name)
+    assert not table_exists(db, table_name)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +56,7 @@ def test_length_mismatch_names_both_lengths_and_writes_nothing(db, table_name):
 def test_unusable_arrays_are_refused_before_writing(db, table_name, x, message):
     with pytest.raises(DataError, match=message):
         loaders.write_arrays(db, table_name, x)
-    assert not _exists(db, table_name)
+    assert not table_exists(db, table_name)
 
 
 def test_bad_ids_are_refused(db, table_name):
@@ -69,7 +64,7 @@ def test_bad_ids_are_refused(db, table_name):
         loaders.write_arrays(db, table_name, np.zeros((3, 2)), ids=[1, 1, 2])
     with pytest.raises(DataError, match="one id per row"):
         loaders.write_arrays(db, table_name, np.zeros((3, 2)), ids=[1, 2])
-    assert not _exists(db, table_name)
+    assert not table_exists(db, table_name)
 
 
 def test_an_existing_table_is_kept_unless_replace(db, table_name):
@@ -89,7 +84,7 @@ def test_a_load_failing_part_way_leaves_the_previous_table_whole(db, table_name)
         loaders.write_arrays(db, table_name, np.zeros((100, 2)), segments=8, if_exists="replace")
     df = dasktrain.read_table(db, table_name).compute(scheduler="sync")
     assert len(df) == 4 and len(dasktrain.segments(db, table_name)) == 2
-    assert not _exists(db, f"{table_name}_seg7")
+    assert not table_exists(db, f"{table_name}_seg7")
 
 
 def test_a_load_failing_during_copy_leaves_no_table(db, table_name, monkeypatch):
@@ -109,4 +104,4 @@ def test_a_load_failing_during_copy_leaves_no_table(db, table_name, monkeypatch)
     with pytest.raises(OSError, match="simulated failure"):
         _write.write_arrays(db, table_name, np.zeros((500, 10)))
     assert sent and sent[0] < 500
-    assert not _exists(db, table_name) and not _exists(db, f"{table_name}_summary")
+    assert not table_exists(db, table_name) and not table_exists(db, f"{table_name}_summary")

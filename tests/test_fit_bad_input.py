@@ -6,12 +6,7 @@ from helpers import COMPILE, frame, mlp
 
 import dasktrain
 from dasktrain.errors import DataError, SchemaError
-
-
-def _exists(db, name):
-    with db.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-        return cur.fetchone()[0]
+from dasktrain.testing import table_exists
 
 
 @pytest.fixture
@@ -34,7 +29,7 @@ def attempt(db, client, digits, table_name):
         data = options.pop("data")
         with pytest.raises(error, match=match):
             dasktrain.fit(data, mlp() if model is None else model, **options)
-        assert not _exists(db, table_name) and not _exists(db, f"{table_name}_summary")
+        assert not table_exists(db, table_name) and not table_exists(db, f"{table_name}_summary")
 
     return run
 

@@ -7,6 +7,7 @@ import pytest
 import dasktrain
 import loaders
 from dasktrain.errors import DataError, SchemaError, TableExistsError
+from dasktrain.testing import table_exists
 
 SOURCE = "fit_digits_test"
 
@@ -185,10 +186,7 @@ def test_bad_scoring_input_changes_nothing(db, client, trained, table_name, kwar
     options = {"name": "digits_mlp", "progress": False, **kwargs}
     with pytest.raises(error, match=match):
         dasktrain.predict_table(db, "scoring_models", SOURCE, table_name, **options)
-    with db.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (table_name,))
-        assert cur.fetchone()[0] is None
-    assert _staging_tables(db) == []
+    assert not table_exists(db, table_name) and _staging_tables(db) == []
 
 
 def test_output_that_exists_needs_replace(db, client, trained, table_name):
