@@ -235,14 +235,14 @@ class _Plan:
             shuffle=bool(self.fit_params.get("shuffle", True)),
         )
         train = self.data.repartition(npartitions=1) if self.strategy.centralized else self.data
-        segments, workers, stats = self._prepare(client, train, "data")
+        segments, workers, stats = self._prepare(client, train)
         self._check(stats, "data")
         result.num_rows = sum(s.rows for s in stats)
         result.num_segments = len(stats)
         result.class_values = _class_values(stats, self.output_shape)
         validation = []
         if self.validation is not None:
-            validation, _, vstats = self._prepare(client, self.validation, "validation")
+            validation, _, vstats = self._prepare(client, self.validation)
             self._check(vstats, "validation")
 
         n = len(segments)
@@ -253,40 +253,11 @@ class _Plan:
         clock = time.perf_counter()
         try:
             for iteration in range(start_iteration + 1, self.iterations + 1):
-                locals_ = [
-                    client.submit(
-                        _worker.train_segment, segments[i], starts[i], job, i, workers=[workers[i]], pure=False
-                    )
-                    for i in range(n)
-                ]
-                total = tree_reduce(client, locals_, _worker.merge)
-                training = client.submit(_worker.round_metrics, total, pure=False)
-                if self.strategy.is_ensemble:
-                    starts = [
-                        client.submit(_worker.new_local, local, None, self.strategy, workers=[w], pure=False)
-                        for local, w in zip(locals_, workers, strict=True)
-                    ]
-                    model_state = client.submit(_worker.collect, *starts, pure=False)
-                else:
-                    center = client.submit(_worker.new_center, total, center, self.strategy, pure=False)
-                    model_state = center
-                    if self.strategy.keeps_local_weights:
-                        starts = [
-                            client.submit(_worker.new_local, local, center, self.strategy, workers=[w], pure=False)
-                            for local, w in zip(locals_, workers, strict=True)
-                        ]
-                    else:
-                        starts = [center] * n
-                evaluate = validation and (iteration % self.metrics_every == 0 or iteration == self.iterations)
+                starts, center, model_state, training = self._round(client, job, segments, workers, starts, center)
+                evaluate = bool(validation) and (iteration % self.metrics_every == 0 or iteration == self.iterations)
                 wanted = [training]
                 if evaluate:
-                    evals = [
-                        client.submit(
-                            _worker.evaluate_segment, v, model_state, job, self.strategy.is_ensemble, pure=False
-                        )
-                        for v in validation
-                    ]
-                    wanted.append(client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge)))
+                    wanted.append(self._evaluation(client, job, validation, model_state))
                 metrics = client.gather(wanted)
                 entry = {
                     "iteration": iteration,
@@ -311,6 +282,39 @@ class _Plan:
             client.run(_worker.forget_fit, job.fit_id)
         result.end_time = datetime.now().astimezone()
         return result
+
+    def _round(self, client, job, segments, workers, starts, center):
+        """Submit one round: local training, the reducer tree, the strategy's updates (all futures)."""
+        strategy, n = self.strategy, len(segments)
+        locals_ = [
+            client.submit(_worker.train_segment, segments[i], starts[i], job, i, workers=[workers[i]], pure=False)
+            for i in range(n)
+        ]
+        total = tree_reduce(client, locals_, _worker.merge)
+        training = client.submit(_worker.round_metrics, total, pure=False)
+        if strategy.is_ensemble:  # members stay apart; they are only collected for validation and the end
+            starts = [
+                client.submit(_worker.new_local, local, None, strategy, workers=[w], pure=False)
+                for local, w in zip(locals_, workers, strict=True)
+            ]
+            return starts, center, client.submit(_worker.collect, *starts, pure=False), training
+        center = client.submit(_worker.new_center, total, center, strategy, pure=False)
+        if strategy.keeps_local_weights:  # EASGD: each segment pulled towards the new center
+            starts = [
+                client.submit(_worker.new_local, local, center, strategy, workers=[w], pure=False)
+                for local, w in zip(locals_, workers, strict=True)
+            ]
+        else:
+            starts = [center] * n
+        return starts, center, center, training
+
+    def _evaluation(self, client, job, validation, model_state):
+        """Submit the merged model's evaluation on every validation segment, reduced by rows."""
+        evals = [
+            client.submit(_worker.evaluate_segment, v, model_state, job, self.strategy.is_ensemble, pure=False)
+            for v in validation
+        ]
+        return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), pure=False)
 
     def _start_result(self) -> TrainingResult:
         if self.resume:
@@ -352,7 +356,7 @@ class _Plan:
         result.metrics_every = self.metrics_every
         result.model_arch_table, result.model_id = self.model_arch_table, self.model_id
 
-    def _prepare(self, client, frame, role: str):
+    def _prepare(self, client, frame):
         """Read each partition once into float32 arrays on a worker; return futures, their workers, stats."""
         from distributed import wait
 
