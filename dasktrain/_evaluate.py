@@ -70,7 +70,7 @@ def evaluate(
     ddf = read_table(db, table, columns=[x, y])
     from ._predict import _check_shape, _shared
 
-    _check_shape(ddf._meta[x], scorer, x)
+    _check_shape(ddf.dtypes[x], scorer, x)
     meta = pd.DataFrame(
         {
             "rows": pd.Series([], dtype=np.int64),

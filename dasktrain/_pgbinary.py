@@ -54,14 +54,15 @@ def decode(buffer, specs: Sequence[ColumnSpec]) -> dict[str, np.ndarray]:
     """
     body = _body(buffer)
     if len(body) == 0:
-        return {spec.name: _empty(spec) for spec in specs}
+        return {spec.name: empty_column(spec) for spec in specs}
     try:
         return _decode_fixed(body, specs)
     except _Irregular:
         return _decode_rows(body, specs)
 
 
-def _empty(spec: ColumnSpec) -> np.ndarray:
+def empty_column(spec: ColumnSpec) -> np.ndarray:
+    """A zero-row array of the column's dtype and row shape (what an empty segment decodes to)."""
     if spec.kind in (TEXT, BYTES):
         return np.empty(0, dtype=object)
     return np.empty((0, *spec.shape), dtype=spec.dtype)

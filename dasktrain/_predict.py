@@ -23,7 +23,7 @@ from ._scoring import (
     probabilities,
     scoring_model,
 )
-from ._tensor_column import is_tensor_series
+from ._tensor_column import row_shape
 from .errors import DataError, SchemaError, TableExistsError
 
 DEFAULT_BATCH_SIZE = 1024
@@ -172,7 +172,7 @@ def predict_table(
                 f"Output table {str(output)!r} already exists. Pass replace=True (--replace) to replace it."
             )
     ddf = read_table(db, source_table, columns=[id, x])
-    _check_shape(ddf._meta[x], scorer, x)
+    _check_shape(ddf.dtypes[x], scorer, x)
     staging = (
         output.sibling(f"__staging_{uuid.uuid4().hex[:8]}")
         if len(output.name) < 45
@@ -180,7 +180,7 @@ def predict_table(
     )
     with db.cursor() as cur:
         cur.execute(_create_output_sql(db, staging))
-        staging_text = staging.sql.as_string(cur.connection)
+        copy = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(staging.sql).as_string(cur.connection)
     try:
         counts = ddf.map_partitions(
             _score_and_write,
@@ -190,7 +190,7 @@ def predict_table(
             pred_type,
             batch_size,
             db.dsn,
-            staging_text,
+            copy,
             meta=pd.Series([], dtype=np.int64),
         )
         written = _run(counts, client, progress, str(output))
@@ -230,17 +230,16 @@ def _check_source(cur, source: TableName, id: str, x: str) -> None:
         raise DataError(f"The id column {id!r} of {str(source)!r} is not unique: every row needs its own id.")
 
 
-def _check_shape(meta: pd.Series, scorer: ScoringModel, x: str) -> None:
+def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
+    """Refuse a feature column whose arrays the model cannot take (a channel axis may be added)."""
     from ._scoring import fit_input_shape
 
-    if not is_tensor_series(meta):
+    shape = row_shape(dtype)
+    if shape is None:
         raise SchemaError(f"Column {x!r} is not an array column; predict_table scores array features.")
-    from ._tensor_column import series_to_numpy
-
-    row_shape = series_to_numpy(meta).shape[1:]
     input_shape = tuple(scorer.keras_model().inputs[0].shape[1:])
-    if fit_input_shape(np.zeros((0, *row_shape)), input_shape).shape[1:] != input_shape:
-        raise DataError(f"Column {x!r} holds arrays of shape {row_shape}; the model's input is {input_shape}.")
+    if fit_input_shape(np.zeros((0, *shape)), input_shape).shape[1:] != input_shape:
+        raise DataError(f"Column {x!r} holds arrays of shape {shape}; the model's input is {input_shape}.")
 
 
 def _create_output_sql(db: Database, table: TableName) -> sql.Composed:
@@ -250,7 +249,7 @@ def _create_output_sql(db: Database, table: TableName) -> sql.Composed:
     ).format(table.sql, distributed)
 
 
-def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_size, dsn, staging) -> pd.Series:
+def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_size, dsn, copy: str) -> pd.Series:
     """Score one segment and COPY its rows into the staging table (runs on a worker)."""
     ids = partition[id].to_numpy(np.int64)
     probs = probabilities(scorer, features(scorer, partition, x), batch_size)
@@ -272,7 +271,7 @@ def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_si
     conn = open_connection(dsn)
     try:
         with conn, conn.cursor() as cur:
-            cur.copy_expert(f"COPY {staging} FROM STDIN (FORMAT binary)", io.BytesIO(b"".join(chunks)))
+            cur.copy_expert(copy, io.BytesIO(b"".join(chunks)))
     finally:
         conn.close()
     return pd.Series([len(rows["id"])], dtype=np.int64)

@@ -148,7 +148,7 @@ def _frame(columns: dict[str, np.ndarray], specs: Sequence[ColumnSpec]) -> pd.Da
 
 
 def _meta(specs: Sequence[ColumnSpec]) -> pd.DataFrame:
-    empty = {spec.name: _pgbinary._empty(spec) for spec in specs}
+    empty = {spec.name: _pgbinary.empty_column(spec) for spec in specs}
     return _frame(empty, specs)
 
 

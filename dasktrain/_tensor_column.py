@@ -39,8 +39,22 @@ def tensor_series(values: np.ndarray, name: str | None = None) -> pd.Series:
 
 def is_tensor_series(series: pd.Series) -> bool:
     """Whether ``series`` is a tensor column made by :func:`tensor_series`."""
-    dtype = series.dtype
-    return isinstance(dtype, pd.ArrowDtype) and pa.types.is_fixed_size_list(dtype.pyarrow_dtype)
+    return row_shape(series.dtype) is not None
+
+
+def row_shape(dtype) -> tuple[int, ...] | None:
+    """The per-row shape of a tensor column's dtype, or None for any other dtype.
+
+    >>> row_shape(tensor_series(np.zeros((4, 2, 3))).dtype)
+    (2, 3)
+    """
+    if not (isinstance(dtype, pd.ArrowDtype) and pa.types.is_fixed_size_list(dtype.pyarrow_dtype)):
+        return None
+    shape, value_type = [], dtype.pyarrow_dtype
+    while pa.types.is_fixed_size_list(value_type):
+        shape.append(value_type.list_size)
+        value_type = value_type.value_type
+    return tuple(shape)
 
 
 def series_to_numpy(series: pd.Series) -> np.ndarray:
