@@ -24,7 +24,7 @@ def test_every_subcommand_explains_itself_with_an_example(name):
     assert "example:" in out.stdout and "--dsn" in out.stdout and "--scheduler" in out.stdout
 
 
-def test_predict_and_evaluate_from_flags(db, trained, table_name, capsys):
+def test_predict_and_evaluate_from_flags(db, client, trained, table_name, capsys):
     code, out, _ = run(
         capsys,
         "predict",
@@ -46,6 +46,8 @@ def test_predict_and_evaluate_from_flags(db, trained, table_name, capsys):
     code, out, _ = run(
         capsys,
         "evaluate",
+        "--scheduler",
+        client.scheduler.address,
         "--dsn",
         db.dsn,
         "--model-table",
