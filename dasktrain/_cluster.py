@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 
 def cluster(n_workers: int | None = None, threads_per_worker: int = 1, **kwargs):
@@ -31,3 +33,27 @@ def cluster(n_workers: int | None = None, threads_per_worker: int = 1, **kwargs)
     # Threads for TensorFlow's oneDNN kernels (OpenMP), read when the worker process starts.
     kwargs["env"] = {"OMP_NUM_THREADS": str(threads_per_worker), **kwargs.get("env", {})}
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, **kwargs)
+
+
+@contextlib.contextmanager
+def client_or_local(client=None) -> Iterator:
+    """``client``, else the current Dask client, else a client on a new :func:`cluster` closed on exit.
+
+    >>> with client_or_local() as client:  # doctest: +SKIP
+    ...     client.submit(sum, [1, 2]).result()
+    3
+    """
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, get_client
+
+    try:
+        current = get_client()
+    except ValueError:  # no client yet
+        current = None
+    if current is not None:
+        yield current
+        return
+    with cluster() as local, Client(local) as owned:
+        yield owned

@@ -54,7 +54,7 @@ def evaluate(
     >>> dasktrain.evaluate(None, "models", "fashion_mnist_test", name="fashion_cnn")  # doctest: +SKIP
     {'loss': 0.41, 'accuracy': 0.853, 'rows': 10000}
     """
-    from ._fit import _client
+    from ._cluster import client_or_local
     from ._read import read_table
 
     db = connect(db)
@@ -79,14 +79,8 @@ def evaluate(
         }
     )
     parts = ddf.map_partitions(_evaluate_partition, _shared(scorer), x, y, batch_size, meta=meta)
-    client, owned = _client(client)
-    try:
+    with client_or_local(client) as client:
         frame = client.compute(parts).result()
-    finally:
-        if owned:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
     rows = int(frame.groupby("name")["rows"].sum().iloc[0])
     weighted = (frame["rows"] * frame["value"]).groupby(frame["name"]).sum() / rows
     result = {"loss": float(weighted["loss"])}

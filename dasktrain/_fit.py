@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _worker
 from ._architectures import get_architecture
+from ._cluster import client_or_local
 from ._early_stopping import EarlyStopping
 from ._model_spec import model_json, unflatten_weights, weight_shapes
 from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
@@ -210,14 +211,8 @@ class _Plan:
     # -- the loop ----------------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
-        client, owned = _client(self.client)
-        try:
+        with client_or_local(self.client) as client:
             return self._run(client)
-        finally:
-            if owned:
-                cluster = client.cluster
-                client.close()
-                cluster.close()
 
     def _run(self, client) -> TrainingResult:
         if not all(client.run(_worker.has_plugin).values()):
@@ -437,21 +432,6 @@ def _class_values(stats, output_shape) -> list:
     if stats and stats[0].label_kind == "sparse":
         return sorted({c for s in stats for c in s.classes})
     return list(range(output_shape[-1])) if output_shape else []
-
-
-def _client(client):
-    if client is not None:
-        return client, False
-    try:
-        from distributed import get_client
-
-        return get_client(), False
-    except ValueError:
-        from distributed import Client
-
-        from ._cluster import cluster
-
-        return Client(cluster()), True
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

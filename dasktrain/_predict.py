@@ -279,15 +279,13 @@ def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_si
 
 def _run(counts, client, progress: bool, label: str) -> int:
     """Compute the per-segment tasks on the cluster with a progress bar; return rows written."""
+    from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from ._fit import _client
+    from ._cluster import client_or_local
 
-    client, owned = _client(client)
-    try:
+    with client_or_local(client) as client:
         futures = client.compute(counts.to_delayed())
-        from distributed import as_completed
-
         total = 0
         try:
             with tqdm(total=len(futures), unit="segment", desc=f"scoring into {label}", disable=not progress) as bar:
@@ -298,8 +296,3 @@ def _run(counts, client, progress: bool, label: str) -> int:
             client.cancel(futures)  # the caller drops the staging table next
             raise
         return total
-    finally:
-        if owned:
-            cluster = client.cluster
-            client.close()
-            cluster.close()

@@ -178,3 +178,11 @@ def test_fit_job_architectures_and_models(db, digits, table_name, tmp_path, caps
         capsys, "architectures", "delete", "--dsn", db.dsn, "--table", f"{table_name}_arch", "--model-id", "5"
     )
     assert code == 2 and "No architecture with model_id=5" in err
+
+
+@pytest.mark.slow
+def test_without_a_scheduler_a_local_cluster_is_started_and_closed(db, trained):
+    argv = ["evaluate", "--dsn", db.dsn, "--model-table", "scoring_models", "--table", "fit_digits_test"]
+    out = subprocess.run([sys.executable, "-m", "dasktrain.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "rows: 397" in out.stdout and "accuracy: " in out.stdout
