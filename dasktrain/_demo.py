@@ -43,15 +43,16 @@ def seed_cnn(input_shape: tuple[int, ...], classes: int):
     )
 
 
-def demo_data(say=print):
+def demo_data(say=print, directory=None):
     """Fashion-MNIST (train, test) when Debian's package is installed, else scikit-learn's digits."""
     from loaders.digits import read_digits
     from loaders.idx import FASHION_MNIST_DIR, find_split, read_images_and_labels
 
+    directory = directory or FASHION_MNIST_DIR
     try:
-        train = read_images_and_labels(*find_split(FASHION_MNIST_DIR, "train"))
-        test = read_images_and_labels(*find_split(FASHION_MNIST_DIR, "test"))
-        say(f"data: Fashion-MNIST from {FASHION_MNIST_DIR} ({len(train[0]):,} train, {len(test[0]):,} test images)")
+        train = read_images_and_labels(*find_split(directory, "train"))
+        test = read_images_and_labels(*find_split(directory, "test"))
+        say(f"data: Fashion-MNIST from {directory} ({len(train[0]):,} train, {len(test[0]):,} test images)")
         return "fashion_mnist", train, test, 255.0
     except FileNotFoundError:
         x, y = read_digits()
@@ -70,12 +71,14 @@ def demo(
     iterations: int = 3,
     workers: int = 2,
     plot: str = "dasktrain_demo.png",
+    data_dir: str | None = None,
     progress: bool = True,
     say=print,
 ) -> dict:
     """Load data into segments, train the seed CNN on a local cluster, save it, report test accuracy.
 
-    Returns a dict with ``accuracy``, ``model_table``, ``name``, ``version`` and ``plot``.
+    ``data_dir`` is a folder of Fashion-MNIST IDX files (default: Debian's package). Returns a dict
+    with ``accuracy``, ``model_table``, ``name``, ``version`` and ``plot``.
 
     Examples
     --------
@@ -94,7 +97,7 @@ def demo(
     started = time.perf_counter()
     db = connect(dsn)
     say(f"database: {db!r}")
-    name, (x, y), (x_test, y_test), normalizing_const = demo_data(say)
+    name, (x, y), (x_test, y_test), normalizing_const = demo_data(say, data_dir)
     train_table, test_table = f"demo_{name}_train", f"demo_{name}_test"
     loaders.write_arrays(db, train_table, x, y, segments=segments, if_exists="replace", progress=progress)
     loaders.write_arrays(db, test_table, x_test, y_test, segments=segments, if_exists="replace", progress=progress)
@@ -110,7 +113,7 @@ def demo(
             y="y",
             db=db,
             compile=COMPILE,
-            fit={"batch_size": 128},
+            fit={"batch_size": 128 if name == "fashion_mnist" else 16},  # digits: 1,500 rows in all
             iterations=iterations,
             strategy=chosen,
             validation=test_table,

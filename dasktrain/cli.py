@@ -107,6 +107,7 @@ def _demo_arguments(p):
     p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
     p.add_argument("--workers", type=int, default=2, help="Dask worker processes (default: 2)")
     p.add_argument("--plot", default="dasktrain_demo.png", help="where to write the learning curve PNG")
+    p.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)")
 
 
 @command(
@@ -124,6 +125,7 @@ def _demo(args) -> int:
         iterations=args.iterations,
         workers=args.workers,
         plot=args.plot,
+        data_dir=args.data_dir,
         progress=not args.quiet,
     )
     return 0

@@ -30,6 +30,31 @@ def test_demo_trains_saves_and_scores(db, tmp_path, capsys):
             drop_tables(db, table)
 
 
+@pytest.mark.slow
+def test_demo_falls_back_to_digits_and_says_so(db, tmp_path, capsys):
+    try:
+        argv = [
+            "demo",
+            "--dsn",
+            db.dsn,
+            "--data-dir",
+            str(tmp_path),
+            "--iterations",
+            "6",
+            "--plot",
+            str(tmp_path / "d.png"),
+        ]
+        argv.append("--quiet")
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert "uses scikit-learn's digits instead" in out
+        assert float(out.split("test accuracy: ")[1].split()[0]) > 0.5  # 10 classes: chance is 0.1
+        assert dasktrain.list_models(db, "demo_models")[-1]["name"] == "digits_cnn"
+    finally:
+        for table in ("demo_models", "demo_digits_train", "demo_digits_test"):
+            drop_tables(db, table)
+
+
 def test_demo_refuses_an_unknown_strategy(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--strategy", "median"])
