@@ -67,3 +67,25 @@ def _column_array(partition: pd.DataFrame, columns: str | Sequence[str], role: s
     if tensors:
         raise DataError(f"{role}={columns!r}: tensor column {tensors[0]!r} must be the only {role} column.")
     return partition[names].to_numpy()
+
+
+def model_inputs(X: np.ndarray, normalizing_const: float, input_shape) -> np.ndarray:
+    """Features as a model takes them: divided by ``normalizing_const``, a channel axis added if needed.
+
+    The division is in place when ``X`` owns its memory (``to_arrays`` makes a new array from
+    integer pixels), so it costs no extra copy.
+
+    >>> model_inputs(np.full((2, 3, 3), 255, np.float32), 255.0, (3, 3, 1)).shape
+    (2, 3, 3, 1)
+    """
+    if normalizing_const != 1:
+        X = np.divide(X, np.float32(normalizing_const), out=X if X.flags.owndata and X.flags.writeable else None)
+    return fit_input_shape(X, input_shape)
+
+
+def fit_input_shape(X: np.ndarray, input_shape) -> np.ndarray:
+    """Add a trailing channel axis when that is the only difference from the model's input."""
+    input_shape = tuple(input_shape)
+    if X.shape[1:] != input_shape and X.shape[1:] + (1,) == input_shape:
+        return X.reshape(*X.shape, 1)
+    return X

@@ -232,7 +232,7 @@ def _check_source(cur, source: TableName, id: str, x: str) -> None:
 
 def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
     """Refuse a feature column whose arrays the model cannot take (a channel axis may be added)."""
-    from ._scoring import fit_input_shape
+    from ._arrays import fit_input_shape
 
     shape = row_shape(dtype)
     if shape is None:

@@ -208,20 +208,10 @@ def prediction_frame(rows: dict[str, np.ndarray], class_values: list[str], class
 
 def features(model: ScoringModel, partition: pd.DataFrame, x: str) -> np.ndarray:
     """The partition's features as the model takes them: float32, normalized, channel axis added."""
-    from ._arrays import to_arrays
+    from ._arrays import model_inputs, to_arrays
 
     X, _ = to_arrays(partition, x=x, y=None)
-    if model.normalizing_const != 1:
-        X = np.divide(X, np.float32(model.normalizing_const), out=X if X.flags.owndata and X.flags.writeable else None)
-    return fit_input_shape(X, model.keras_model().inputs[0].shape[1:])
-
-
-def fit_input_shape(X: np.ndarray, input_shape) -> np.ndarray:
-    """Add a trailing channel axis when that is the only difference from the model's input."""
-    input_shape = tuple(input_shape)
-    if X.shape[1:] != input_shape and X.shape[1:] + (1,) == input_shape:
-        return X.reshape(*X.shape, 1)
-    return X
+    return model_inputs(X, model.normalizing_const, model.keras_model().inputs[0].shape[1:])
 
 
 _cache: OrderedDict[tuple[str, bool], object] = OrderedDict()

@@ -152,15 +152,10 @@ class SegmentStats:
 
 def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float) -> SegmentData:
     """Turn one partition into float32 arrays shaped for the model (adds a channel axis if needed)."""
-    from ._arrays import to_arrays
+    from ._arrays import model_inputs, to_arrays
 
     X, labels = to_arrays(partition, x=x, y=y)
-    if normalizing_const != 1:
-        # In place when to_arrays made a new array (it does, from integer pixels): no extra copy.
-        X = np.divide(X, np.float32(normalizing_const), out=X if X.flags.owndata and X.flags.writeable else None)
-    if X.shape[1:] != input_shape and X.shape[1:] + (1,) == input_shape:
-        X = X.reshape(*X.shape, 1)
-    return SegmentData(X, labels)
+    return SegmentData(model_inputs(X, normalizing_const, input_shape), labels)
 
 
 def segment_stats(data: SegmentData) -> SegmentStats:
