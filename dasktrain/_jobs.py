@@ -68,6 +68,4 @@ def read_job(path: str, allowed: set[str], command: str) -> dict:
             f"Job file {path!r} has unknown key(s) {', '.join(unknown)}; "
             f"'dasktrain {command}' takes: {', '.join(sorted(allowed))}."
         )
-    if job.get("version") == "latest":
-        job["version"] = None
     return job

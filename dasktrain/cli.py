@@ -50,6 +50,8 @@ def _merge_job(args, keys: set[str], command_name: str, required: Sequence[str])
         value = getattr(args, key, None)
         if value is not None and value is not False:
             params[key] = value
+    if "version" in params:  # a number, or "latest" (= None) from a flag or a job file
+        params["version"] = None if params["version"] in (None, "latest") else _version(params["version"])
     missing = [k for k in required if params.get(k) is None]
     if missing:
         flags = ", ".join("--" + k.replace("_", "-") for k in missing)
@@ -235,10 +237,6 @@ def _predict(args) -> int:
     params = _merge_job(args, PREDICT_KEYS, "predict", ["model_table", "source_table", "output_table"])
     if isinstance(params.get("pred_type"), str):
         params["pred_type"] = parse_pred_type(params["pred_type"])
-    if params.get("version") == "latest":
-        params["version"] = None
-    if params.get("version") is not None:
-        params["version"] = _version(params["version"])
     db = connect(args.dsn)
     with _client(args) as client:
         rows = predict_table(
@@ -283,10 +281,6 @@ def _evaluate(args) -> int:
     from ._jobs import EVALUATE_KEYS
 
     params = _merge_job(args, EVALUATE_KEYS, "evaluate", ["model_table", "table"])
-    if params.get("version") not in (None, "latest"):
-        params["version"] = _version(params["version"])
-    elif params.get("version") == "latest":
-        params["version"] = None
     db = connect(args.dsn)
     with _client(args) as client:
         result = evaluate(db, params.pop("model_table"), params.pop("table"), client=client, **params)
