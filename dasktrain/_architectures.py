@@ -8,6 +8,7 @@ from psycopg2 import sql
 
 from ._catalog import exists
 from ._database import Database, connect
+from ._locks import lock_for_creation
 from ._model_spec import flatten_weights, model_json
 from ._names import TableName
 from .errors import SchemaError
@@ -54,6 +55,7 @@ def load_architecture(
     name_ = TableName.parse(table)
     blob = flatten_weights(weights) if weights is not None else None
     with db.cursor() as cur:
+        lock_for_creation(cur, name_)
         cur.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (model_id serial PRIMARY KEY, model_arch json NOT NULL, "

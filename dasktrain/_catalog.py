@@ -59,6 +59,32 @@ def table_info(cur, table: TableName) -> TableInfo:
     return TableInfo(table, oid, relkind, columns)
 
 
+def refuse_protected_output(cur, output: TableName, protected: dict[str, TableName | None]) -> None:
+    """Raise :class:`SchemaError` when ``output`` is one of the ``protected`` tables or a partition of one.
+
+    ``protected`` maps a description ("the source table") to a table; replacing it would destroy
+    what the job reads or the model it applies.
+    """
+    cur.execute("SELECT to_regclass(%s)::oid", (regclass_text(cur, output),))
+    target = cur.fetchone()[0]
+    if target is None:
+        return
+    for role, table in protected.items():
+        if table is None:
+            continue
+        cur.execute(
+            "WITH RECURSIVE tree(relid) AS (SELECT to_regclass(%s)::oid UNION ALL "
+            "SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid) "
+            "SELECT EXISTS (SELECT 1 FROM tree WHERE relid = %s)",
+            (regclass_text(cur, table), target),
+        )
+        if cur.fetchone()[0]:
+            raise SchemaError(
+                f"The output table {str(output)!r} is {role} ({str(table)!r}): writing there would destroy it. "
+                f"Choose another output table."
+            )
+
+
 def exists(cur, table: TableName) -> bool:
     """Whether a table (or view) of that name exists."""
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass_text(cur, table),))

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import psycopg2
 import psycopg2.extensions
 
 from . import _dialect
 from ._dialect import Dialect
-from .errors import DatabaseConnectionError
+from ._retry import is_transient, reason, retrying
+from .errors import ConnectionLostError, DatabaseConnectionError
 
 DSN_ENV = "DASKTRAIN_DSN"
+_HIDDEN = "***"
+_URI_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)([^@\s]*)(@)")
+_KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -29,6 +35,36 @@ def redact_dsn(dsn: str) -> str:
         return "<a DSN that could not be parsed>"
     params.pop("password", None)
     return psycopg2.extensions.make_dsn(**params)
+
+
+def redact_text(text: str, *dsns: str | None) -> str:
+    """``text`` with every password hidden: those of ``dsns`` wherever they appear, and any in a URI
+    or a ``password=`` setting, even in a DSN libpq could not parse.
+
+    >>> redact_text('invalid URI "postgresql://u:s3cret@[::1"', "postgresql://u:s3cret@[::1")
+    'invalid URI "postgresql://u:***@[::1"'
+    >>> redact_text("bad token: s3cret%zzpw", "postgresql://u:s3cret%zzpw@h/db")
+    'bad token: ***'
+    """
+    for secret in sorted({s for dsn in dsns if dsn for s in _passwords(dsn)}, key=len, reverse=True):
+        text = text.replace(secret, _HIDDEN)
+    text = _URI_PASSWORD.sub(lambda m: m.group(1) + _HIDDEN + m.group(3), text)
+    return _KEY_PASSWORD.sub(lambda m: m.group(1) + _HIDDEN, text)
+
+
+def _passwords(dsn: str) -> set[str]:
+    """The password of ``dsn`` in every spelling it may be echoed in (raw, percent-decoded)."""
+    found = set()
+    with contextlib.suppress(psycopg2.ProgrammingError):
+        password = psycopg2.extensions.parse_dsn(dsn).get("password")
+        if password:
+            found.add(password)
+    for pattern, group in ((_URI_PASSWORD, 2), (_KEY_PASSWORD, 2)):
+        for match in pattern.finditer(dsn):
+            raw = match.group(group).strip("'")
+            if raw:
+                found |= {raw, unquote(raw)}
+    return found
 
 
 @dataclass(frozen=True)
@@ -49,15 +85,15 @@ class Database:
     dialect: Dialect
 
     def connection(self) -> psycopg2.extensions.connection:
-        """Open a new connection (the caller closes it)."""
-        return open_connection(self.dsn)
+        """Open a new connection (the caller closes it); a server that is restarting gets a few tries."""
+        return retrying("Connecting to the database", lambda: open_connection(self.dsn))
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[psycopg2.extensions.cursor]:
         """A cursor in one transaction: committed on success, rolled back on any error."""
         conn = self.connection()
         try:
-            with conn, conn.cursor() as cur:
+            with transaction(conn) as cur:
                 yield cur
         finally:
             conn.close()
@@ -71,11 +107,32 @@ def open_connection(dsn: str) -> psycopg2.extensions.connection:
     try:
         return psycopg2.connect(dsn)
     except psycopg2.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseConnectionError(
-            f"Could not connect to the database {redact_dsn(dsn)!r}: {reason}. "
+            f"Could not connect to the database {redact_dsn(dsn)!r}: {redact_text(reason(exc), dsn)}. "
             f"Check the DSN, or set {DSN_ENV}, or pass dsn=None to use the embedded server."
         ) from None
+
+
+@contextlib.contextmanager
+def transaction(conn) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor on ``conn`` in one transaction: committed on success, rolled back on any error.
+
+    Unlike ``with conn:``, a failed rollback on a connection that is already gone never hides
+    the error that broke it; a broken connection surfaces as :class:`ConnectionLostError`.
+
+    >>> with transaction(db.connection()) as cur:  # doctest: +SKIP
+    ...     cur.execute("SELECT 1")
+    """
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()
+    except BaseException as exc:
+        with contextlib.suppress(psycopg2.Error):
+            conn.rollback()
+        if isinstance(exc, psycopg2.Error) and is_transient(exc):
+            raise ConnectionLostError(f"The database connection broke: {reason(exc)}.") from exc
+        raise
 
 
 def connect(dsn: str | Database | None = None) -> Database:
@@ -110,10 +167,13 @@ def connect(dsn: str | Database | None = None) -> Database:
         dsn = embedded_dsn()
     if not isinstance(dsn, str):
         raise TypeError(f"Expected a DSN string or a Database. Received: dsn={type(dsn).__name__}")
-    conn = open_connection(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            dialect = _dialect.detect(cur)
-    finally:
-        conn.close()
-    return Database(dsn, dialect)
+
+    def detect() -> Dialect:
+        conn = open_connection(dsn)
+        try:
+            with transaction(conn) as cur:
+                return _dialect.detect(cur)
+        finally:
+            conn.close()
+
+    return Database(dsn, retrying("Connecting to the database", detect))

@@ -5,22 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .strategies import EASGD, Averaging, Centralized, Ensemble, Strategy
+from .strategies import strategy_named
 
-STRATEGIES = {"averaging": Averaging, "easgd": EASGD, "ensemble": Ensemble, "centralized": Centralized}
 COMPILE = "optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']"
-
-
-def strategy_named(name: str) -> Strategy:
-    """``"easgd"`` -> ``EASGD()`` and so on.
-
-    >>> strategy_named("averaging")
-    Averaging()
-    """
-    try:
-        return STRATEGIES[name.lower()]()
-    except KeyError:
-        raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.") from None
 
 
 def seed_cnn(input_shape: tuple[int, ...], classes: int):
@@ -92,8 +79,11 @@ def demo(
 
     from . import connect, fit, load_model, save_model
     from ._cluster import cluster
+    from ._params import positive_int
 
     chosen = strategy_named(strategy)
+    for label, value in (("segments", segments), ("iterations", iterations), ("workers", workers)):
+        positive_int(value, label)
     started = time.perf_counter()
     db = connect(dsn)
     say(f"database: {db!r}")

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
-from ._catalog import exists
+from ._catalog import exists, refuse_protected_output
 from ._database import Database, connect
 from ._names import TableName, identifier
+from ._params import MAX_BATCH_SIZE, positive_int
 from ._scoring import ScoringModel, features, scoring_model
 from .errors import DataError, TableExistsError
 
@@ -25,6 +26,7 @@ def evaluate(
     output_table: str | None = None,
     replace: bool = False,
     batch_size: int = 1024,
+    skip_nonfinite: bool = False,
     client=None,
 ) -> dict:
     """Loss and compiled metrics of a stored model over every row of ``table``.
@@ -42,19 +44,25 @@ def evaluate(
     table : str
         Data with the features ``x`` and labels ``y`` (default: the columns the model was trained on).
     output_table : str, optional
-        Where to write the one-row result; ``replace=True`` replaces an existing table.
+        Where to write the one-row result; ``replace=True`` replaces an existing table. It may not
+        be the data or the model table.
+    skip_nonfinite : bool, default False
+        Rows whose features hold NaN or infinity are an error naming them; True leaves them out
+        and counts them in ``"skipped"``.
 
     Returns
     -------
     dict
-        ``{"loss": ..., "<metric>": ..., "rows": n}``.
+        ``{"loss": ..., "<metric>": ..., "rows": n}`` (and ``"skipped"`` when rows were left out).
 
     Examples
     --------
     >>> dasktrain.evaluate(None, "models", "fashion_mnist_test", name="fashion_cnn")  # doctest: +SKIP
     {'loss': 0.41, 'accuracy': 0.853, 'rows': 10000}
     """
-    from ._cluster import client_or_local
+    import dask
+
+    from ._predict import _check_shape, _shared, protected_tables, run_segments
     from ._read import read_table
 
     db = connect(db)
@@ -62,54 +70,76 @@ def evaluate(
     if not scorer.compile_params.get("loss"):
         raise DataError(f"The model in {model_table!r} has no stored loss (compile parameters): nothing to evaluate.")
     x, y = identifier(x or scorer.x), identifier(y or scorer.class_name)
+    batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     output = TableName.parse(output_table) if output_table else None
-    if output is not None and not replace:
+    if output is not None:
         with db.cursor() as cur:
-            if exists(cur, output):
+            refuse_protected_output(cur, output, protected_tables(TableName.parse(table), model_table))
+            if exists(cur, output) and not replace:
                 raise TableExistsError(f"Output table {str(output)!r} already exists. Pass replace=True to replace it.")
     ddf = read_table(db, table, columns=[x, y])
-    from ._predict import _check_shape, _shared
-
     _check_shape(ddf.dtypes[x], scorer, x)
-    meta = pd.DataFrame(
-        {
-            "rows": pd.Series([], dtype=np.int64),
-            "name": pd.Series([], dtype=object),
-            "value": pd.Series([], dtype=np.float64),
-        }
-    )
-    parts = ddf.map_partitions(_evaluate_partition, _shared(scorer), x, y, batch_size, meta=meta)
-    with client_or_local(client) as client:
-        frame = client.compute(parts).result()
-    rows = int(frame.groupby("name")["rows"].sum().iloc[0])
-    weighted = (frame["rows"] * frame["value"]).groupby(frame["name"]).sum() / rows
-    result = {"loss": float(weighted["loss"])}
-    result.update({k: float(v) for k, v in weighted.items() if k != "loss"})
-    result["rows"] = rows
+    shared = _shared(scorer)
+    tasks = [
+        dask.delayed(_evaluate_partition, pure=False)(part, k, shared, x, y, batch_size, skip_nonfinite)
+        for k, part in enumerate(ddf.to_delayed())
+    ]
+    parts = [p for p in run_segments(tasks, client, False, f"evaluating on {table}") if p["rows"]]
+    rows = sum(p["rows"] for p in parts)
+    if not rows:
+        raise DataError(f"No row of {table!r} could be evaluated: every row has NaN or infinite features.")
+    names = parts[0]["scores"].keys()
+    result = {k: float(sum(p["rows"] * p["scores"][k] for p in parts) / rows) for k in names}
+    result = {"loss": result.pop("loss"), **result, "rows": rows}
+    skipped = sum(p["skipped"] for p in parts)
+    if skipped:
+        result["skipped"] = skipped
     if output is not None:
         _write(db, output, result, scorer, replace)
     return result
 
 
-def _evaluate_partition(partition: pd.DataFrame, scorer: ScoringModel, x: str, y: str, batch_size: int) -> pd.DataFrame:
+def _evaluate_partition(
+    partition: pd.DataFrame, segment: int, scorer: ScoringModel, x: str, y: str, batch_size: int, skip: bool
+) -> dict:
+    """One segment's row count and loss and metrics (runs on a worker)."""
     from ._arrays import to_arrays
+    from ._predict import finite_rows
 
     X = features(scorer, partition, x)
     _, labels = to_arrays(partition, x=x, y=y)
+    keep = finite_rows(X, None, skip, f"Segment {segment}")
+    skipped = 0 if keep is None else int(len(keep) - keep.sum())
+    if keep is not None:
+        X, labels = X[keep], labels[keep]
     if len(X) == 0:
-        return pd.DataFrame({"rows": [], "name": [], "value": []}).astype({"rows": np.int64, "value": np.float64})
+        return {"rows": 0, "scores": {}, "skipped": skipped}
     model = scorer.keras_model(compiled=True)
+    _check_labels(labels, model, scorer, segment)
     scores = model.evaluate(X, labels, batch_size=batch_size, verbose=0, return_dict=True)
-    return pd.DataFrame(
-        {"rows": [len(X)] * len(scores), "name": list(scores), "value": [float(v) for v in scores.values()]}
-    )
+    return {"rows": len(X), "scores": {k: float(v) for k, v in scores.items()}, "skipped": skipped}
+
+
+def _check_labels(labels: np.ndarray, model, scorer: ScoringModel, segment: int) -> None:
+    """Refuse integer labels outside the model's classes (Keras would fail deep inside the backend)."""
+    loss = str(scorer.compile_params.get("loss", ""))
+    classes = int(model.outputs[0].shape[-1])
+    if "sparse" in loss and labels.dtype.kind in "iu":
+        bad = np.unique(labels[(labels < 0) | (labels >= classes)])
+        if bad.size:
+            raise DataError(
+                f"Segment {segment}: labels {bad[:5].tolist()} are outside the model's {classes} classes "
+                f"(0..{classes - 1})."
+            )
 
 
 def _write(db: Database, output: TableName, result: dict, scorer: ScoringModel, replace: bool) -> None:
-    metric = next((k for k in result if k not in ("loss", "rows")), None)
+    from ._staging import drop_table
+
+    metric = next((k for k in result if k not in ("loss", "rows", "skipped")), None)
     with db.cursor() as cur:
         if replace:
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(output.sql))
+            drop_table(cur, output)
         cur.execute(
             sql.SQL(
                 "CREATE TABLE {} (loss double precision, metric double precision, metrics_type text[], "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -14,8 +12,8 @@ from ._architectures import get_architecture
 from ._cluster import client_or_local
 from ._early_stopping import EarlyStopping
 from ._model_spec import model_json, unflatten_weights, weight_shapes
-from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
-from ._reducer import tree_reduce
+from ._names import identifier
+from ._params import COMPILE_KEYS, FIT_KEYS, MAX_BATCH_SIZE, parse_params, positive_int
 from ._result import TrainingResult
 from .errors import DataError, SchemaError
 from .strategies import Averaging, Strategy
@@ -39,7 +37,9 @@ def fit(
     normalizing_const: float = 1.0,
     checkpoint: tuple | None = None,
     checkpoint_every: int = 1,
+    checkpoint_keep: int | None = 2,
     resume: bool = False,
+    retries: int = 2,
     client=None,
     db=None,
     progress: bool = True,
@@ -51,7 +51,11 @@ def fit(
     ``strategy``. Partitions are read once per ``fit`` and stay in worker memory. Each worker
     process builds the Keras model once and reuses it; only weights change between rounds. Each
     segment keeps its own optimizer state (Adam's moments, say) across rounds, as MADlib's fit
-    does; it is not saved in checkpoints.
+    does; it is not saved in checkpoints. Empty segments are skipped.
+
+    A worker lost during a round costs a retry of that round: its segments are read again from
+    the database on a live worker and restart from the last merged model (with a fresh
+    optimizer state); every segment is counted once per round.
 
     Parameters
     ----------
@@ -85,9 +89,16 @@ def fit(
     normalizing_const : float, default 1.0
         Features are divided by it (255 for 8-bit images); recorded for scoring.
     checkpoint : (db, table, name), optional
-        Save the state every ``checkpoint_every`` iterations as a new version of ``name``.
+        Save the state every ``checkpoint_every`` iterations as a new version of ``name``. The
+        table is checked before training starts.
+    checkpoint_keep : int or None, default 2
+        Keep only the newest ``checkpoint_keep`` checkpoint versions of ``name`` (final versions are
+        never deleted); None keeps them all.
     resume : bool, default False
         Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0.
+    retries : int, default 2
+        How many times a round may be retried after losing workers before ``fit`` gives up with
+        :class:`~dasktrain.errors.SegmentFailedError` naming the segments and the last checkpoint.
     client : distributed.Client, optional
         Default: the current client, else a local cluster from :func:`cluster` for this call.
     db : Database or str, optional
@@ -98,6 +109,14 @@ def fit(
     Returns
     -------
     TrainingResult
+
+    Raises
+    ------
+    DataError
+        Bad input, found before training starts; :class:`~dasktrain.errors.TrainingDivergedError`
+        when the loss becomes NaN or infinite (naming the iteration and segment).
+    ClusterError
+        No workers within ``dasktrain.worker-timeout``, or a round that failed ``retries + 1`` times.
 
     Examples
     --------
@@ -120,10 +139,16 @@ class _Plan:
     @classmethod
     def build(cls, **kw) -> _Plan:
         self = cls()
-        self.iterations = _positive_int(kw["iterations"], "iterations")
-        self.metrics_every = _positive_int(kw["metrics_every"], "metrics_every")
-        self.checkpoint_every = _positive_int(kw["checkpoint_every"], "checkpoint_every")
-        self.sync_every = None if kw["sync_every"] is None else _positive_int(kw["sync_every"], "sync_every")
+        self.iterations = positive_int(kw["iterations"], "iterations")
+        self.metrics_every = positive_int(kw["metrics_every"], "metrics_every")
+        self.checkpoint_every = positive_int(kw["checkpoint_every"], "checkpoint_every")
+        keep = kw["checkpoint_keep"]
+        self.checkpoint_keep = None if keep is None else positive_int(keep, "checkpoint_keep")
+        retries = kw["retries"]
+        if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or retries < 0:
+            raise DataError(f"Expected retries as a whole number >= 0. Received: retries={retries!r}")
+        self.retries = int(retries)
+        self.sync_every = None if kw["sync_every"] is None else positive_int(kw["sync_every"], "sync_every")
         self.strategy = Averaging() if kw["strategy"] is None else kw["strategy"]
         if not isinstance(self.strategy, Strategy):
             raise TypeError(
@@ -135,8 +160,8 @@ class _Plan:
         if "loss" not in self.compile_params:
             raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         self.fit_params = parse_params(kw["fit"], what="fit", allowed=FIT_KEYS)
-        self.batch_size = _positive_int(self.fit_params.get("batch_size", 32), "batch_size")
-        self.epochs = _positive_int(self.fit_params.get("epochs", 1), "epochs")
+        self.batch_size = positive_int(self.fit_params.get("batch_size", 32), "batch_size", maximum=MAX_BATCH_SIZE)
+        self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs")
         norm = kw["normalizing_const"]
         if isinstance(norm, bool) or not isinstance(norm, int | float) or not norm > 0:
             raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={norm!r}")
@@ -149,6 +174,12 @@ class _Plan:
         if self.resume and self.checkpoint is None:
             raise DataError("resume=True needs checkpoint=(db, table, name) to resume from.")
         self.db = kw["db"]
+        if self.checkpoint is not None:
+            from ._model_store import check_model_table
+
+            db, table, name = self.checkpoint
+            identifier(name, what="model")
+            check_model_table(db, table)
         self._resolve_model(kw["model"], kw["initial_weights"])
         self.data, self.source_table = self._frame(kw["data"], "data")
         self.validation, self.validation_table = (None, None)
@@ -208,110 +239,15 @@ class _Plan:
                 )
         return data, None
 
-    # -- the loop ----------------------------------------------------------------------------------
+    # -- running -----------------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
+        from ._training import Training
+
         with client_or_local(self.client) as client:
-            return self._run(client)
+            return Training(self, client).run()
 
-    def _run(self, client) -> TrainingResult:
-        if not all(client.run(_worker.has_plugin).values()):
-            client.register_plugin(_worker.TrainingWorker())
-        result = self._start_result()
-        start_iteration = len(result.history)
-        elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
-        job = _worker.Job(
-            fit_id=uuid.uuid4().hex,
-            architecture=self.architecture,
-            compile=self.compile_params,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            sync_every=self.sync_every,
-            shuffle=bool(self.fit_params.get("shuffle", True)),
-        )
-        train = self.data.repartition(npartitions=1) if self.strategy.centralized else self.data
-        segments, workers, stats = self._prepare(client, train)
-        self._check(stats, "data")
-        result.num_rows = sum(s.rows for s in stats)
-        result.num_segments = len(stats)
-        result.class_values = _class_values(stats, self.output_shape)
-        validation = []
-        if self.validation is not None:
-            validation, _, vstats = self._prepare(client, self.validation)
-            self._check(vstats, "validation")
-
-        n = len(segments)
-        center = client.scatter([result.weights], hash=False)[0]
-        members = result.members if self.strategy.is_ensemble and len(result.members) == n else None
-        starts = client.scatter(members, hash=False) if members else [center] * n
-        bar = _progress_bar(self.iterations, start_iteration, self.progress)
-        clock = time.perf_counter()
-        try:
-            for iteration in range(start_iteration + 1, self.iterations + 1):
-                starts, center, model_state, training = self._round(client, job, segments, workers, starts, center)
-                evaluate = bool(validation) and (iteration % self.metrics_every == 0 or iteration == self.iterations)
-                wanted = [training]
-                if evaluate:
-                    wanted.append(self._evaluation(client, job, validation, model_state))
-                metrics = client.gather(wanted)
-                entry = {
-                    "iteration": iteration,
-                    "elapsed": elapsed_before + time.perf_counter() - clock,
-                    "training": metrics[0],
-                    "validation": metrics[1] if evaluate else None,
-                }
-                result.history.append(entry)
-                bar.set_postfix(_postfix(entry), refresh=False)
-                bar.update(1)
-                stop = self.early is not None and self.early.update(self._monitored(entry))
-                if self.checkpoint and (iteration % self.checkpoint_every == 0 or stop):
-                    self._save_checkpoint(client, result, model_state)
-                if stop:
-                    result.stopped_early = True
-                    break
-            result.members = self._final_members(
-                client, model_state if result.history[start_iteration:] else None, result
-            )
-        finally:
-            bar.close()
-            client.run(_worker.forget_fit, job.fit_id)
-        result.end_time = datetime.now().astimezone()
-        return result
-
-    def _round(self, client, job, segments, workers, starts, center):
-        """Submit one round: local training, the reducer tree, the strategy's updates (all futures)."""
-        strategy, n = self.strategy, len(segments)
-        locals_ = [
-            client.submit(_worker.train_segment, segments[i], starts[i], job, i, workers=[workers[i]], pure=False)
-            for i in range(n)
-        ]
-        total = tree_reduce(client, locals_, _worker.merge)
-        training = client.submit(_worker.round_metrics, total, pure=False)
-        if strategy.is_ensemble:  # members stay apart; they are only collected for validation and the end
-            starts = [
-                client.submit(_worker.new_local, local, None, strategy, workers=[w], pure=False)
-                for local, w in zip(locals_, workers, strict=True)
-            ]
-            return starts, center, client.submit(_worker.collect, *starts, pure=False), training
-        center = client.submit(_worker.new_center, total, center, strategy, pure=False)
-        if strategy.keeps_local_weights:  # EASGD: each segment pulled towards the new center
-            starts = [
-                client.submit(_worker.new_local, local, center, strategy, workers=[w], pure=False)
-                for local, w in zip(locals_, workers, strict=True)
-            ]
-        else:
-            starts = [center] * n
-        return starts, center, center, training
-
-    def _evaluation(self, client, job, validation, model_state):
-        """Submit the merged model's evaluation on every validation segment, reduced by rows."""
-        evals = [
-            client.submit(_worker.evaluate_segment, v, model_state, job, self.strategy.is_ensemble, pure=False)
-            for v in validation
-        ]
-        return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), pure=False)
-
-    def _start_result(self) -> TrainingResult:
+    def start_result(self) -> TrainingResult:
         if self.resume:
             from ._model_store import load_result
 
@@ -351,36 +287,22 @@ class _Plan:
         result.metrics_every = self.metrics_every
         result.model_arch_table, result.model_id = self.model_arch_table, self.model_id
 
-    def _prepare(self, client, frame):
-        """Read each partition once into float32 arrays on a worker; return futures, their workers, stats."""
-        from distributed import wait
-
-        partitions = client.compute(frame.to_delayed())
-        segments = [
-            client.submit(
-                _worker.prepare_segment, p, self.x, self.y, self.input_shape, self.normalizing_const, pure=False
-            )
-            for p in partitions
-        ]
-        stats = client.gather([client.submit(_worker.segment_stats, s, pure=False) for s in segments])
-        wait(segments)
-        holders = client.who_has(segments)
-        workers = [sorted(holders[s.key])[0] for s in segments]
-        del partitions
-        return segments, workers, stats
-
-    def _check(self, stats, role: str) -> None:
+    def check(self, stats, role: str) -> None:
         """Refuse bad data before training starts, naming the segment and the fix."""
         loss = str(self.compile_params.get("loss", ""))
         classes = self.output_shape[-1] if self.output_shape else 1
+        if not any(s.rows for s in stats):
+            raise DataError(f"{role} has no rows: load data into it before training.")
         for k, s in enumerate(stats):
             where = f"{role} segment {k}"
             if s.rows == 0:
-                raise DataError(f"{where} is empty: load the table with fewer segments, or drop empty partitions.")
+                continue  # skipped by training, and by the row-weighted reducer
             if s.x_shape != self.input_shape:
                 raise DataError(f"{where}: x has shape {s.x_shape} per row; the model's input is {self.input_shape}.")
             if not s.finite:
                 raise DataError(f"{where}: x has NaN or infinite values; clean or filter them before training.")
+            if not s.labels_finite:
+                raise DataError(f"{where}: y has NaN or infinite values; clean or filter them before training.")
             if s.label_kind == "sparse":
                 if "sparse" not in loss and "categorical" in loss:
                     raise DataError(
@@ -400,49 +322,16 @@ class _Plan:
                         f"{where}: y has shape {s.label_shape} per row; the model outputs {self.output_shape}."
                     )
 
-    def _monitored(self, entry: dict) -> float:
+    def monitored(self, entry: dict) -> float:
         monitor = self.early.monitor or ("validation_loss" if self.validation is not None else "training_loss")
         part = entry["validation"] if monitor == "validation_loss" else entry["training"]
         if part is None:  # validation not computed this iteration: judge on training loss
             part = entry["training"]
         return part["loss"]
 
-    def _final_members(self, client, model_state, result: TrainingResult):
-        if model_state is None:
-            return result.members
-        state = client.gather(model_state)
-        return state if self.strategy.is_ensemble else [state]
 
-    def _save_checkpoint(self, client, result: TrainingResult, model_state) -> None:
-        from ._model_store import CHECKPOINT, save_model
-
-        db, table, name = self.checkpoint
-        result.members = self._final_members(client, model_state, result)
-        result.end_time = datetime.now().astimezone()
-        save_model(db, table, result, name=name, status=CHECKPOINT)
-
-
-def _positive_int(value, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise DataError(f"Expected a positive integer {label}. Received: {label}={value!r}")
-    return int(value)
-
-
-def _class_values(stats, output_shape) -> list:
+def class_values(stats, output_shape) -> list:
+    """The sorted integer labels seen (class-label data), else the output's indices."""
     if stats and stats[0].label_kind == "sparse":
         return sorted({c for s in stats for c in s.classes})
     return list(range(output_shape[-1])) if output_shape else []
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="fit", unit="it", disable=not enabled, leave=True)
-
-
-def _postfix(entry: dict) -> dict:
-    out = {}
-    for part, prefix in (("training", ""), ("validation", "val_")):
-        for name, value in list((entry.get(part) or {}).items())[:2]:
-            out[prefix + name] = f"{value:.4f}"
-    return out

@@ -26,6 +26,10 @@ FIT_KEYS = {
     "model_table",
     "name",
     "description",
+    "checkpoint_every",
+    "checkpoint_keep",
+    "resume",
+    "retries",
 }
 PREDICT_KEYS = {
     "model_table",
@@ -40,8 +44,9 @@ PREDICT_KEYS = {
     "replace",
     "class_values",
     "normalizing_const",
+    "skip_nonfinite",
 }
-EVALUATE_KEYS = {"model_table", "name", "version", "table", "x", "y", "output_table", "replace"}
+EVALUATE_KEYS = {"model_table", "name", "version", "table", "x", "y", "output_table", "replace", "skip_nonfinite"}
 
 
 def read_job(path: str, allowed: set[str], command: str) -> dict:

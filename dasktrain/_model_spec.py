@@ -58,7 +58,16 @@ def flatten_weights(weights: Sequence[np.ndarray]) -> bytes:
 
 
 def unflatten_weights(data: bytes, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-    """Split MADlib-format weight bytes back into arrays of ``shapes``."""
+    """Split MADlib-format weight bytes back into arrays of ``shapes``.
+
+    >>> [w.shape for w in unflatten_weights(bytes(36), [(2, 3), (3,)])]
+    [(2, 3), (3,)]
+    """
+    if len(data) % 4:
+        raise DataError(
+            f"Stored weights are {len(data)} bytes, not a whole number of float32 values: they were not "
+            f"written as MADlib's flat float32 weights."
+        )
     flat = np.frombuffer(data, dtype="<f4")
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     if flat.size != sum(sizes):

@@ -13,12 +13,14 @@ import json
 
 from psycopg2 import sql
 
-from ._catalog import SUMMARY_SUFFIX, exists
+from ._catalog import SUMMARY_SUFFIX, exists, regclass_text, table_info
 from ._database import Database, connect
+from ._locks import lock_for_creation
 from ._model_spec import flatten_weights, unflatten_weights, weight_shapes
 from ._names import TableName, identifier
 from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
 from ._result import TrainingResult, ensemble_model
+from ._retry import retrying
 from ._version import __version__ as _version
 from .errors import SchemaError
 
@@ -56,7 +58,39 @@ def _tables(name: str) -> tuple[TableName, TableName]:
     return table, table.sibling(SUMMARY_SUFFIX)
 
 
+_MODEL_COLUMNS = {"name", "version", "member", "model_weights", "model_arch"}
+_KEY_SUMMARY_COLUMNS = {"name", "version", "status", "members", "history", "compile_params"}
+
+
+def check_model_table(db: Database | str | None, table: str) -> None:
+    """Refuse, before any training, a model table that exists but is not one, or cannot be written.
+
+    >>> check_model_table(None, "models")  # doctest: +SKIP
+    """
+    db = connect(db)
+    table_name, summary = _tables(table)
+    with db.cursor() as cur:
+        for name, needed, what in ((table_name, _MODEL_COLUMNS, "model"), (summary, _KEY_SUMMARY_COLUMNS, "summary")):
+            if not exists(cur, name):
+                continue
+            missing = sorted(needed - set(table_info(cur, name).columns))
+            if missing:
+                raise SchemaError(
+                    f"Table {str(name)!r} exists but is not a dasktrain {what} table (no column "
+                    f"{', '.join(missing)}): choose another model table name."
+                )
+        if exists(cur, table_name):
+            cur.execute("SELECT has_table_privilege(to_regclass(%s), 'INSERT')", (regclass_text(cur, table_name),))
+            writable = cur.fetchone()[0]
+        else:
+            cur.execute("SELECT has_schema_privilege(coalesce(%s, current_schema()), 'CREATE')", (table_name.schema,))
+            writable = cur.fetchone()[0]
+        if not writable:
+            raise SchemaError(f"This database user cannot write the model table {str(table_name)!r}.")
+
+
 def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
+    lock_for_creation(cur, table)
     distributed = sql.SQL(" DISTRIBUTED BY (name)") if db.dialect.distributed else sql.SQL("")
     cur.execute(
         sql.SQL(
@@ -78,8 +112,12 @@ def save_model(
     name: str | None = None,
     description: str | None = None,
     status: str = FINAL,
+    keep: int | None = None,
 ) -> int:
     """Write a trained model as the next version of ``name`` in a MADlib-compatible model table.
+
+    The write is one transaction, retried when the connection breaks (a server restart), and
+    safe against concurrent savers: each gets its own version.
 
     Parameters
     ----------
@@ -93,6 +131,10 @@ def save_model(
         The model's name (default ``"model"``). An existing name gets a new version.
     description : str, optional
         Free text kept in the summary.
+    status : {"final", "checkpoint"}, default "final"
+    keep : int, optional
+        With ``status="checkpoint"``: delete older checkpoint versions of ``name`` in the same
+        transaction so that only the newest ``keep`` remain (final versions are never deleted).
 
     Returns
     -------
@@ -106,79 +148,104 @@ def save_model(
     model_name = identifier(name or "model", what="model")
     table_name, summary = _tables(table)
     db = connect(db)
+    weights = [flatten_weights(member) for member in result.members]
+    summary_values = _summary_values(result, table_name, model_name, status, description, weights)
+    check_model_table(db, table)
+
+    def write() -> int:
+        with db.cursor() as cur:
+            _create(cur, db, table_name, summary)
+            # One writer at a time per table decides the next version number.
+            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
+            next_version = sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s")
+            cur.execute(next_version.format(summary.sql), (model_name,))
+            version = cur.fetchone()[0]
+            for member, blob in enumerate(weights):
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (name, version, member, model_weights, model_arch) VALUES (%s, %s, %s, %s, %s)"
+                    ).format(table_name.sql),
+                    (model_name, version, member, blob, result.architecture),
+                )
+            values = {**summary_values, "version": version}
+            cur.execute(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    summary.sql,
+                    sql.SQL(", ").join(map(sql.Identifier, values)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(values)),
+                ),
+                list(values.values()),
+            )
+            if status == CHECKPOINT and keep is not None:
+                _prune_checkpoints(cur, table_name, summary, model_name, keep)
+            return version
+
+    return retrying(f"Saving model {model_name!r} in {str(table_name)!r}", write)
+
+
+def _summary_values(result: TrainingResult, table: TableName, name: str, status: str, description, weights) -> dict:
+    """The summary row of one version (all but its number), MADlib's fields first."""
     history = result.history
     metric = next(iter(result.metric_names), None)
     training_loss = [h["training"].get("loss") for h in history if h.get("training")]
     validated = [h for h in history if h.get("validation")]
-    weights = [flatten_weights(member) for member in result.members]
-    with db.cursor() as cur:
-        _create(cur, db, table_name, summary)
-        # One writer at a time per table decides the next version number.
-        cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
-        cur.execute(
-            sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s").format(summary.sql), (model_name,)
-        )
-        version = cur.fetchone()[0]
-        for member, blob in enumerate(weights):
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (name, version, member, model_weights, model_arch) VALUES (%s, %s, %s, %s, %s)"
-                ).format(table_name.sql),
-                (model_name, version, member, blob, result.architecture),
-            )
-        values = {
-            "name": model_name,
-            "version": version,
-            "status": status,
-            "description": description,
-            "source_table": result.source_table,
-            "model": str(table_name),
-            "dependent_varname": _text(result.y),
-            "independent_varname": _text(result.x),
-            "model_arch_table": result.model_arch_table,
-            "model_id": result.model_id,
-            "compile_params": format_params(result.compile_params),
-            "fit_params": format_params(result.fit_params),
-            "num_iterations": len(history),
-            "validation_table": result.validation_table,
-            "metrics_compute_frequency": result.metrics_every,
-            "model_type": "dasktrain_keras",
-            "model_size": sum(len(b) for b in weights) / 1024.0,
-            "start_training_time": result.start_time,
-            "end_training_time": result.end_time,
-            "metrics_elapsed_time": [h["elapsed"] for h in history],
-            "dasktrain_version": _version,
-            "num_classes": len(result.class_values) if result.class_values is not None else None,
-            "class_values": [str(v) for v in result.class_values] if result.class_values is not None else None,
-            "dependent_vartype": None,
-            "normalizing_const": result.normalizing_const,
-            "metrics_type": [metric] if metric else None,
-            "loss_type": str(result.compile_params.get("loss")),
-            "training_metrics_final": _last(h["training"].get(metric) for h in history if metric and h.get("training")),
-            "training_loss_final": _last(training_loss),
-            "training_metrics": [h["training"].get(metric) for h in history if h.get("training")] if metric else None,
-            "training_loss": training_loss,
-            "validation_metrics_final": _last(h["validation"].get(metric) for h in validated) if metric else None,
-            "validation_loss_final": _last(h["validation"].get("loss") for h in validated),
-            "validation_metrics": [h["validation"].get(metric) for h in validated] if metric and validated else None,
-            "validation_loss": [h["validation"].get("loss") for h in validated] or None,
-            "metrics_iters": [h["iteration"] for h in validated] or None,
-            "strategy": result.strategy.name,
-            "strategy_params": json.dumps(result.strategy.params()),
-            "num_segments": result.num_segments,
-            "num_rows": result.num_rows,
-            "members": len(weights),
-            "history": result.history_json(),
-        }
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                summary.sql,
-                sql.SQL(", ").join(map(sql.Identifier, values)),
-                sql.SQL(", ").join(sql.Placeholder() * len(values)),
-            ),
-            list(values.values()),
-        )
-    return version
+    return {
+        "name": name,
+        "status": status,
+        "description": description,
+        "source_table": result.source_table,
+        "model": str(table),
+        "dependent_varname": _text(result.y),
+        "independent_varname": _text(result.x),
+        "model_arch_table": result.model_arch_table,
+        "model_id": result.model_id,
+        "compile_params": format_params(result.compile_params),
+        "fit_params": format_params(result.fit_params),
+        "num_iterations": len(history),
+        "validation_table": result.validation_table,
+        "metrics_compute_frequency": result.metrics_every,
+        "model_type": "dasktrain_keras",
+        "model_size": sum(len(b) for b in weights) / 1024.0,
+        "start_training_time": result.start_time,
+        "end_training_time": result.end_time,
+        "metrics_elapsed_time": [h["elapsed"] for h in history],
+        "dasktrain_version": _version,
+        "num_classes": len(result.class_values) if result.class_values is not None else None,
+        "class_values": [str(v) for v in result.class_values] if result.class_values is not None else None,
+        "dependent_vartype": None,
+        "normalizing_const": result.normalizing_const,
+        "metrics_type": [metric] if metric else None,
+        "loss_type": str(result.compile_params.get("loss")),
+        "training_metrics_final": _last(h["training"].get(metric) for h in history if metric and h.get("training")),
+        "training_loss_final": _last(training_loss),
+        "training_metrics": [h["training"].get(metric) for h in history if h.get("training")] if metric else None,
+        "training_loss": training_loss,
+        "validation_metrics_final": _last(h["validation"].get(metric) for h in validated) if metric else None,
+        "validation_loss_final": _last(h["validation"].get("loss") for h in validated),
+        "validation_metrics": [h["validation"].get(metric) for h in validated] if metric and validated else None,
+        "validation_loss": [h["validation"].get("loss") for h in validated] or None,
+        "metrics_iters": [h["iteration"] for h in validated] or None,
+        "strategy": result.strategy.name,
+        "strategy_params": json.dumps(result.strategy.params()),
+        "num_segments": result.num_segments,
+        "num_rows": result.num_rows,
+        "members": len(weights),
+        "history": result.history_json(),
+    }
+
+
+def _prune_checkpoints(cur, table: TableName, summary: TableName, name: str, keep: int) -> None:
+    """Delete the checkpoint versions of ``name`` older than the newest ``keep``."""
+    cur.execute(
+        sql.SQL("SELECT version FROM {} WHERE name = %s AND status = %s ORDER BY version DESC OFFSET %s").format(
+            summary.sql
+        ),
+        (name, CHECKPOINT, keep),
+    )
+    old = [row[0] for row in cur.fetchall()]
+    if old:
+        for target in (table, summary):
+            cur.execute(sql.SQL("DELETE FROM {} WHERE name = %s AND version = ANY(%s)").format(target.sql), (name, old))
 
 
 def _text(value) -> str:
@@ -240,6 +307,11 @@ def load_members(db, table: str, name: str | None = None, version: int | None = 
             (name, version),
         )
         rows = cur.fetchall()
+    if not rows:
+        raise SchemaError(
+            f"Model {name!r} version {version} in {str(table_name)!r} has a summary row but no weights: the "
+            f"table was edited by hand. Delete that version (dasktrain.delete_model) or choose another."
+        )
     summary = model_summary(db, table, name, version)
     architecture = rows[0][0] if isinstance(rows[0][0], str) else json.dumps(rows[0][0])
     from ._model_spec import build_model
@@ -272,11 +344,10 @@ def load_model(db: Database | str | None, table: str, name: str | None = None, v
 
 def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
     """A stored version as a :class:`TrainingResult` (used to resume from a checkpoint)."""
-    from .strategies import EASGD, Averaging, Centralized, Ensemble
+    from .strategies import strategy_named
 
     architecture, members, s = load_members(db, table, name, version)
-    strategies = {"averaging": Averaging, "easgd": EASGD, "ensemble": Ensemble, "centralized": Centralized}
-    strategy = strategies[s["strategy"]](**(s["strategy_params"] or {}))
+    strategy = strategy_named(s["strategy"], **(s["strategy_params"] or {}))
     history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
     return TrainingResult(
         architecture=architecture,

@@ -6,6 +6,7 @@ Like PostgreSQL does for unquoted names, they are folded to lower case.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -65,8 +66,22 @@ class TableName:
         return sql.Identifier(self.schema, self.name)
 
     def sibling(self, suffix: str) -> TableName:
-        """The table named ``<name><suffix>`` in the same schema (e.g. ``_summary``)."""
-        return TableName(self.schema, identifier(self.name + suffix, what="table"))
+        """The table named ``<name><suffix>`` in the same schema (e.g. ``_summary``).
+
+        When that would pass PostgreSQL's 63 bytes, the name is shortened and a hash of the whole
+        name keeps it unique, so metadata tables of long names always fit (short names, and so
+        every table written before this rule, keep ``<name><suffix>``).
+
+        >>> TableName(None, "images").sibling("_summary").name
+        'images_summary'
+        >>> len(TableName(None, "t" * 60).sibling("_summary").name)
+        63
+        """
+        full = self.name + suffix
+        if len(full) > _MAX_IDENTIFIER_BYTES:
+            digest = hashlib.sha256(self.name.encode()).hexdigest()[:8]
+            full = f"{self.name[: _MAX_IDENTIFIER_BYTES - len(suffix) - 9]}_{digest}{suffix}"
+        return TableName(self.schema, identifier(full, what="table"))
 
     def __str__(self) -> str:
         return self.name if self.schema is None else f"{self.schema}.{self.name}"

@@ -12,8 +12,28 @@ from collections.abc import Mapping
 
 from .errors import DataError
 
+MAX_BATCH_SIZE = 2**31 - 1  # Keras and TensorFlow index batches with 32-bit integers
 COMPILE_KEYS = {"optimizer", "loss", "metrics", "loss_weights", "weighted_metrics", "jit_compile", "run_eagerly"}
 FIT_KEYS = {"batch_size", "epochs", "verbose", "shuffle", "class_weight", "sample_weight", "validation_split"}
+
+
+def positive_int(value, label: str, *, maximum: int | None = None) -> int:
+    """``value`` as an int, or :class:`DataError` naming ``label`` unless it is a whole number >= 1.
+
+    >>> positive_int(3, "iterations")
+    3
+    >>> positive_int(2**63, "batch_size", maximum=MAX_BATCH_SIZE)
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Expected batch_size between 1 and 2147483647. Received: batch_size=9223372036854775808
+    """
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise DataError(f"Expected a positive integer {label}. Received: {label}={value!r}")
+    if maximum is not None and value > maximum:
+        raise DataError(f"Expected {label} between 1 and {maximum}. Received: {label}={value!r}")
+    return int(value)
 
 
 def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str]) -> dict:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import uuid
+import logging
 
 import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
 from . import _pgbinary
-from ._catalog import exists, table_info
+from ._catalog import exists, refuse_protected_output, table_info
 from ._columns import SCALAR, TEXT, ColumnSpec
-from ._database import Database, connect, open_connection
+from ._database import Database, connect
 from ._names import TableName, identifier
+from ._params import MAX_BATCH_SIZE, positive_int
 from ._scoring import (
     ScoringModel,
     check_pred_type,
@@ -23,11 +23,15 @@ from ._scoring import (
     probabilities,
     scoring_model,
 )
+from ._staging import Staging
 from ._tensor_column import row_shape
 from .errors import DataError, SchemaError, TableExistsError
 
+logger = logging.getLogger("dasktrain")
+
 DEFAULT_BATCH_SIZE = 1024
 _INTEGER_TYPES = {"int2", "int4", "int8"}
+_OUTPUT_COLUMNS = sql.SQL("id bigint NOT NULL, class_name text, class_value text, prob double precision, rank integer")
 _OUTPUT_SPECS = [
     ColumnSpec("id", SCALAR, wire=np.dtype(">i8"), dtype=np.dtype("i8")),
     ColumnSpec("class_name", TEXT),
@@ -47,6 +51,7 @@ def predict(
     batch_size: int = DEFAULT_BATCH_SIZE,
     class_values=None,
     normalizing_const=None,
+    skip_nonfinite: bool = False,
 ):
     """Score a dask DataFrame lazily: one task per partition, MADlib's prediction columns.
 
@@ -64,6 +69,8 @@ def predict(
         the threshold.
     class_values, normalizing_const : optional
         Override what the model carries (a TrainingResult carries both).
+    skip_nonfinite : bool, default False
+        Rows with NaN or infinite features are an error; True leaves them out.
 
     Returns
     -------
@@ -86,12 +93,17 @@ def predict(
         )
     meta = prediction_frame(prediction_rows(np.zeros(0, np.int64), np.zeros((0, 2)), "response"), ["0", "1"], "y")
     shared = dask.delayed(scorer, pure=True, traverse=False)
-    return ddf.map_partitions(_score_partition, shared, x, id, pred_type, batch_size, meta=meta)
+    batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
+    return ddf.map_partitions(_score_partition, shared, x, id, pred_type, batch_size, skip_nonfinite, meta=meta)
 
 
-def _score_partition(partition: pd.DataFrame, scorer: ScoringModel, x: str, id, pred_type, batch_size: int):
+def _score_partition(partition: pd.DataFrame, scorer: ScoringModel, x: str, id, pred_type, batch_size, skip):
     ids = partition[id].to_numpy(np.int64) if id is not None else np.arange(len(partition), dtype=np.int64)
-    probs = probabilities(scorer, features(scorer, partition, x), batch_size)
+    X = features(scorer, partition, x)
+    keep = finite_rows(X, ids, skip, "A partition")
+    if keep is not None:
+        ids, X = ids[keep], X[keep]
+    probs = probabilities(scorer, X, batch_size)
     return prediction_frame(prediction_rows(ids, probs, pred_type), scorer.class_values, scorer.class_name)
 
 
@@ -111,6 +123,7 @@ def predict_table(
     replace: bool = False,
     class_values=None,
     normalizing_const=None,
+    skip_nonfinite: bool = False,
     progress: bool = True,
 ) -> int:
     """Score ``source_table`` into ``output_table``, segment by segment, in parallel.
@@ -118,7 +131,9 @@ def predict_table(
     Each segment is read, predicted in batches and written with binary COPY by a Dask worker.
     Rows go into a staging table; only when every segment has succeeded does one transaction
     put it in place of ``output_table``, so the output appears whole or not at all and a failed
-    re-run leaves the previous output as it was.
+    re-run leaves the previous output as it was. Each segment is written exactly once even when
+    Dask re-runs its task after losing a worker. Empty segments are skipped; an empty source
+    gives an empty output.
 
     Parameters
     ----------
@@ -127,6 +142,7 @@ def predict_table(
         A model table written by :func:`save_model` (choose with ``name``/``version``, default the
         latest); an ``(architecture_table, model_id)`` pair with stored weights; or a ``.keras`` file.
     source_table, output_table : str
+        The output may not be the source, the model table, or their summaries.
     id : str, default "id"
         Unique integer id column of the source, copied into the output.
     x : str, optional
@@ -140,6 +156,9 @@ def predict_table(
         Replace an existing ``output_table`` (atomically) instead of raising.
     class_values, normalizing_const : optional
         For models from architecture tables or files; override the model table's for stored models.
+    skip_nonfinite : bool, default False
+        Rows whose features hold NaN or infinity are an error naming them; True skips them and
+        logs how many (a warning on the ``dasktrain`` logger).
     progress : bool, default True
 
     Returns
@@ -153,6 +172,8 @@ def predict_table(
     ...                         name="fashion_cnn", pred_type=3, replace=True)  # doctest: +SKIP
     30000
     """
+    import dask
+
     from ._read import read_table
 
     db = connect(db)
@@ -163,46 +184,57 @@ def predict_table(
     x = identifier(x or scorer.x)
     id = identifier(id)
     source, output = TableName.parse(source_table), TableName.parse(output_table)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"Expected a positive batch_size. Received: batch_size={batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     with db.cursor() as cur:
         _check_source(cur, source, id, x)
+        refuse_protected_output(cur, output, protected_tables(source, model_table))
         if exists(cur, output) and not replace:
             raise TableExistsError(
                 f"Output table {str(output)!r} already exists. Pass replace=True (--replace) to replace it."
             )
-    ddf = read_table(db, source_table, columns=[id, x])
-    _check_shape(ddf.dtypes[x], scorer, x)
-    staging = (
-        output.sibling(f"__staging_{uuid.uuid4().hex[:8]}")
-        if len(output.name) < 45
-        else TableName(output.schema, f"dasktrain_staging_{uuid.uuid4().hex[:16]}")
-    )
-    with db.cursor() as cur:
-        cur.execute(_create_output_sql(db, staging))
-        copy = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(staging.sql).as_string(cur.connection)
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(source.sql))
+        has_rows = cur.fetchone()[0]
+    parts = []
+    if has_rows:
+        ddf = read_table(db, source_table, columns=[id, x])
+        _check_shape(ddf.dtypes[x], scorer, x)
+        parts = ddf.to_delayed()
+    staging = Staging.new(output)
+    holder = staging.start(db, _OUTPUT_COLUMNS, "id" if db.dialect.distributed else None)
     try:
-        counts = ddf.map_partitions(
-            _score_and_write,
-            _shared(scorer),
-            x,
-            id,
-            pred_type,
-            batch_size,
-            db.dsn,
-            copy,
-            meta=pd.Series([], dtype=np.int64),
-        )
-        written = _run(counts, client, progress, str(output))
-        with db.cursor() as cur:
-            if replace:
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(output.sql))
-            cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staging.sql, sql.Identifier(output.name)))
+        writer = staging.writer(db.dsn)
+        shared = _shared(scorer)
+        tasks = [
+            dask.delayed(_score_and_write, pure=False)(
+                part, k, shared, x, id, pred_type, batch_size, writer, skip_nonfinite
+            )
+            for k, part in enumerate(parts)
+        ]
+        counts = run_segments(tasks, client, progress, f"scoring into {output}")
+        written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        rows = staging.publish(db, len(tasks), written, replace)
     except BaseException:
-        with db.cursor() as cur:
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging.sql))
+        staging.drop(db)
         raise
-    return written
+    finally:
+        holder.close()
+    if skipped:
+        logger.warning("predict_table: skipped %d rows of %s with NaN or infinite features", skipped, source)
+    return rows
+
+
+def protected_tables(source: TableName, model_table) -> dict[str, TableName | None]:
+    """The tables a job reads, which its output must never replace."""
+    from ._catalog import SUMMARY_SUFFIX
+
+    protected = {"the source table": source, "the source table's summary": source.sibling(SUMMARY_SUFFIX)}
+    if isinstance(model_table, tuple):
+        protected["the architecture table"] = TableName.parse(model_table[0])
+    elif isinstance(model_table, str) and not model_table.endswith(".keras"):
+        model = TableName.parse(model_table)
+        protected["the model table"] = model
+        protected["the model table's summary"] = model.sibling(SUMMARY_SUFFIX)
+    return protected
 
 
 def _shared(scorer: ScoringModel):
@@ -242,17 +274,20 @@ def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
         raise DataError(f"Column {x!r} holds arrays of shape {shape}; the model's input is {input_shape}.")
 
 
-def _create_output_sql(db: Database, table: TableName) -> sql.Composed:
-    distributed = sql.SQL(" DISTRIBUTED BY (id)") if db.dialect.distributed else sql.SQL("")
-    return sql.SQL(
-        "CREATE TABLE {} (id bigint NOT NULL, class_name text, class_value text, prob double precision, rank integer){}"
-    ).format(table.sql, distributed)
+def _score_and_write(
+    partition, segment: int, scorer: ScoringModel, x, id, pred_type, batch_size, writer, skip_nonfinite: bool
+) -> tuple[int, int]:
+    """Score one segment and write its rows into the staging table once (runs on a worker).
 
-
-def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_size, dsn, copy: str) -> pd.Series:
-    """Score one segment and COPY its rows into the staging table (runs on a worker)."""
+    Returns (rows in the staging table for this segment, rows skipped for non-finite features).
+    """
     ids = partition[id].to_numpy(np.int64)
-    probs = probabilities(scorer, features(scorer, partition, x), batch_size)
+    X = features(scorer, partition, x)
+    keep = finite_rows(X, ids, skip_nonfinite, f"Segment {segment}")
+    skipped = 0 if keep is None else int(len(keep) - keep.sum())
+    if keep is not None:
+        ids, X = ids[keep], X[keep]
+    probs = probabilities(scorer, X, batch_size)
     rows = prediction_rows(ids, probs, pred_type)
     name = scorer.class_name.encode()
     chunks = [_pgbinary.HEADER]
@@ -268,31 +303,42 @@ def _score_and_write(partition, scorer: ScoringModel, x, id, pred_type, batch_si
             }
             chunks.append(_pgbinary.encode_rows(_OUTPUT_SPECS, data))
     chunks.append(_pgbinary.TRAILER)
-    conn = open_connection(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.copy_expert(copy, io.BytesIO(b"".join(chunks)))
-    finally:
-        conn.close()
-    return pd.Series([len(rows["id"])], dtype=np.int64)
+    return writer.write(segment, b"".join(chunks), len(rows["id"])), skipped
 
 
-def _run(counts, client, progress: bool, label: str) -> int:
-    """Compute the per-segment tasks on the cluster with a progress bar; return rows written."""
-    from distributed import as_completed
+def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -> np.ndarray | None:
+    """Which rows have only finite features: None when all do; else refuse, or with ``skip`` a mask.
+
+    >>> finite_rows(np.array([[0.0], [np.nan]]), np.array([7, 8]), True, "segment 0").tolist()
+    [True, False]
+    """
+    ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+    if ok.all():
+        return None
+    if not skip:
+        which = f"ids {ids[~ok][:5].tolist()}" if ids is not None else f"rows {np.flatnonzero(~ok)[:5].tolist()}"
+        raise DataError(
+            f"{where}: {int((~ok).sum())} row(s) have NaN or infinite features ({which}). Clean them, or pass "
+            f"skip_nonfinite=True (--skip-nonfinite) to skip and count them."
+        )
+    return ok
+
+
+def run_segments(tasks: list, client, progress: bool, label: str) -> list:
+    """Compute one task per segment on the cluster with a progress bar; return their results."""
     from tqdm.auto import tqdm
 
     from ._cluster import client_or_local
+    from ._guard import gather, wait_for_workers
 
+    if not tasks:
+        return []
     with client_or_local(client) as client:
-        futures = client.compute(counts.to_delayed())
-        total = 0
+        wait_for_workers(client, label)
+        futures = client.compute(tasks)
         try:
-            with tqdm(total=len(futures), unit="segment", desc=f"scoring into {label}", disable=not progress) as bar:
-                for future in as_completed(futures):
-                    total += int(future.result().sum())
-                    bar.update(1)
+            with tqdm(total=len(futures), unit="segment", desc=label, disable=not progress) as bar:
+                return gather(client, futures, [f"segment {k}" for k in range(len(futures))], label, bar=bar)
         except BaseException:
-            client.cancel(futures)  # the caller drops the staging table next
+            client.cancel(futures)
             raise
-        return total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import socket
 import uuid
@@ -18,13 +19,16 @@ from psycopg2 import sql
 from . import _pgbinary
 from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
-from ._database import Database, connect, open_connection
+from ._database import Database, connect, open_connection, transaction
 from ._names import TableName, identifier
+from ._retry import retrying
 from ._segments import Segment, list_segments
+from ._snapshot import ExportedSnapshot, use_snapshot
 from ._tensor_column import tensor_series
 from .errors import DataError, SchemaError
 
 Where = str | Mapping[str, object] | None
+logger = logging.getLogger("dasktrain")
 
 
 def read_table(
@@ -34,6 +38,7 @@ def read_table(
     where: Where = None,
     *,
     npartitions: int | None = None,
+    snapshot: bool = True,
     client=None,
 ) -> dd.DataFrame:
     """Read a table as a Dask DataFrame with one partition per database segment.
@@ -60,6 +65,11 @@ def read_table(
     npartitions : int, optional
         Plain (unpartitioned) PostgreSQL tables only: how many block ranges to read in
         parallel. Default: one per Dask worker.
+    snapshot : bool, default True
+        PostgreSQL: every partition sees the same snapshot of the table, even while other
+        sessions change it (an exported snapshot, held open in this process while the returned
+        frame is alive). False reads each segment in its own transaction, as Greenplum always
+        does and as PostgreSQL does where it cannot export snapshots (a hot standby).
     client : distributed.Client, optional
         Used on Greenplum to read each segment on a worker of the segment's host.
         Default: the current client, if any.
@@ -93,37 +103,77 @@ def read_table(
     meta = _meta(specs)
     placements = _placements(parts, client)
     if placements:
+        reader = SegmentReader(db.dsn, specs, str(name))
         futures = [
             placements.client.submit(
-                read_segment,
-                query,
-                db.dsn,
-                specs,
+                reader,
+                (k, query),
                 pure=False,
                 **({"workers": workers, "allow_other_workers": True} if workers else {}),
             )
-            for query, workers in zip(queries, placements.workers, strict=True)
+            for k, (query, workers) in enumerate(zip(queries, placements.workers, strict=True))
         ]
         return dd.from_delayed(futures, meta=meta, verify_meta=False)
+    shared = ExportedSnapshot.export(db) if snapshot and len(queries) > 1 and not db.dialect.distributed else None
+    reader = SegmentReader(db.dsn, specs, str(name), shared)
     # A table can change between two calls: a fresh `read_id` gives each call its own task keys,
     # so Dask never hands back partitions an earlier call left in memory.
-    return dd.from_map(
-        read_segment, queries, dsn=db.dsn, specs=specs, read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}"
-    )
+    return dd.from_map(reader, list(enumerate(queries)), read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}")
 
 
-def read_segment(query: str, dsn: str, specs: Sequence[ColumnSpec], read_id: str | None = None) -> pd.DataFrame:
+class SegmentReader:
+    """Reads one segment of a table: a picklable callable sent to the workers.
+
+    It carries the exported snapshot's id; in the client process it also keeps the snapshot
+    itself alive, so every segment of the frame (re-read after a worker loss too) sees the same
+    data while the frame exists.
+    """
+
+    def __init__(self, dsn: str, specs: Sequence[ColumnSpec], table: str, snapshot: ExportedSnapshot | None = None):
+        self.dsn, self.specs, self.table = dsn, list(specs), table
+        self.snapshot_id = snapshot.id if snapshot is not None else None
+        self._snapshot = snapshot  # client side only: not pickled
+
+    def __reduce__(self):
+        return SegmentReader._on_worker, (self.dsn, self.specs, self.table, self.snapshot_id)
+
+    @staticmethod
+    def _on_worker(dsn, specs, table, snapshot_id) -> SegmentReader:
+        reader = SegmentReader(dsn, specs, table)
+        reader.snapshot_id = snapshot_id
+        return reader
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.table, self.snapshot_id, id(self))
+
+    def __call__(self, part: tuple[int, str], read_id: str | None = None) -> pd.DataFrame:
+        """Read segment ``part = (k, COPY statement)``. ``read_id`` only makes task keys unique."""
+        segment, query = part
+        return read_segment(query, self.dsn, self.specs, snapshot=self.snapshot_id, label=f"segment {segment}")
+
+
+def read_segment(
+    query: str, dsn: str, specs: Sequence[ColumnSpec], *, snapshot: str | None = None, label: str = "a segment"
+) -> pd.DataFrame:
     """Run one segment's binary COPY and decode it into a pandas DataFrame (runs on a worker).
 
-    ``read_id`` is unused here; it only makes the task keys of each :func:`read_table` call unique.
+    A broken connection (a server restart, a terminated backend) is retried with backoff; the
+    error that remains is a :class:`~dasktrain.errors.ConnectionLostError` with the server's reason.
     """
-    buffer = io.BytesIO()
-    conn = open_connection(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.copy_expert(query, buffer)
-    finally:
-        conn.close()
+
+    def attempt() -> io.BytesIO:
+        buffer = io.BytesIO()
+        conn = open_connection(dsn)
+        try:
+            if snapshot is not None and not use_snapshot(conn, snapshot):
+                logger.warning("%s: the read's shared snapshot is gone; reading it with a snapshot of its own", label)
+            with transaction(conn) as cur:
+                cur.copy_expert(query, buffer)
+        finally:
+            conn.close()
+        return buffer
+
+    buffer = retrying(f"Reading {label}", attempt)
     return _frame(_pgbinary.decode(buffer.getbuffer(), specs), specs)
 
 

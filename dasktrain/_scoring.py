@@ -156,8 +156,9 @@ def parse_pred_type(text: str):
 
 def probabilities(model: ScoringModel, X: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities, ``(n, classes)``; a one-unit sigmoid output becomes two columns."""
-    keras_model = model.keras_model()
-    p = keras_model.predict(X, batch_size=batch_size, verbose=0) if len(X) else np.zeros((0, len(model.class_values)))
+    if not len(X):  # an empty segment
+        return np.zeros((0, len(model.class_values)))
+    p = model.keras_model().predict(X, batch_size=batch_size, verbose=0)
     p = np.asarray(p, dtype=np.float64).reshape(len(X), -1)
     if p.shape[1] == 1:
         p = np.concatenate([1 - p, p], axis=1)

@@ -2,7 +2,13 @@
 
 State lives in one named ``WorkerPlugin`` (:class:`TrainingWorker`), reached from tasks with
 ``get_worker().plugins[NAME]``: one Keras model per worker process per architecture, built once
-and reused (only weights change), and each segment's optimizer state across rounds.
+and reused (only weights change), and each segment's :class:`SegmentState` across rounds (its
+optimizer state, its place in the data, and for EASGD and ensembles its own weights).
+
+Nothing here is the only copy of anything that matters: when a worker dies, its segments are
+read again from the database on a live worker and restart from the center the client keeps;
+only their optimizer state starts afresh. Segment states are stamped with their iteration, and
+the previous one is kept, so a round run twice (retried after a loss) starts from the same state.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from distributed import WorkerPlugin, get_worker
 
 from ._model_spec import build_model
 from ._params import optimizer_config
+from .errors import TrainingDivergedError
 from .strategies import Strategy, WeightedSum
 
 NAME = "dasktrain-training"
@@ -34,6 +41,7 @@ class Job:
     epochs: int = 1
     sync_every: int | None = None
     shuffle: bool = True
+    first_iteration: int = 1  # later than 1 when resuming from a checkpoint
     model_key: str = field(init=False)
 
     def __post_init__(self):
@@ -77,8 +85,7 @@ class TrainingWorker(WorkerPlugin):
     def setup(self, worker) -> None:
         # State is made here, on the worker: the plugin object itself is pickled to get there.
         self.slots: dict[str, _Slot] = {}
-        self.optimizer_states: dict[tuple[str, int], list[np.ndarray]] = {}
-        self.cursors: dict[tuple[str, int], int] = {}
+        self.segments: dict[tuple[str, int], dict[int, SegmentState]] = {}
         self._lock = threading.Lock()
         limit_threads(worker.state.nthreads)
 
@@ -89,11 +96,24 @@ class TrainingWorker(WorkerPlugin):
                 slot = self.slots[job.model_key] = _Slot(compiled_model(job.architecture, job.compile))
             return slot
 
+    def state(self, fit_id: str, segment: int, iteration: int) -> SegmentState | None:
+        """The segment's state after ``iteration``, if this worker trained it then."""
+        with self._lock:
+            return self.segments.get((fit_id, segment), {}).get(iteration)
+
+    def keep(self, fit_id: str, segment: int, state: SegmentState) -> None:
+        """Record the state after ``state.iteration``; keep the one before it for a retried round."""
+        with self._lock:
+            states = self.segments.setdefault((fit_id, segment), {})
+            states[state.iteration] = state
+            for old in [i for i in states if i < state.iteration - 1]:
+                del states[old]
+
     def forget(self, fit_id: str) -> None:
         """Drop the per-segment state of a finished fit (models stay for the next one)."""
-        for store in (self.optimizer_states, self.cursors):
-            for key in [k for k in store if k[0] == fit_id]:
-                del store[key]
+        with self._lock:
+            for key in [k for k in self.segments if k[0] == fit_id]:
+                del self.segments[key]
 
 
 def limit_threads(threads: int) -> None:
@@ -145,16 +165,33 @@ class SegmentStats:
     rows: int
     x_shape: tuple[int, ...]
     finite: bool
-    label_kind: str  # "sparse" (integer labels) or "dense" (one array per row)
+    label_kind: str  # "sparse" (integer labels) or "dense" (one value or array per row)
     label_shape: tuple[int, ...]
     classes: tuple
+    labels_finite: bool = True
 
 
-def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float) -> SegmentData:
-    """Turn one partition into float32 arrays shaped for the model (adds a channel axis if needed)."""
+@dataclass
+class SegmentState:
+    """What one segment carries from round to round on the worker that trains it."""
+
+    iteration: int
+    optimizer: list[np.ndarray]
+    cursor: int = 0  # where the next ``sync_every`` round starts in the segment's rows
+    weights: list[np.ndarray] | None = None  # the segment's own weights (EASGD, Ensemble)
+
+
+def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
+    """Turn one partition into float32 arrays shaped for the model (adds a channel axis if needed).
+
+    A scalar float target per row becomes a column when the model has one output, as Keras's
+    ``Dense(1)`` regression heads expect.
+    """
     from ._arrays import model_inputs, to_arrays
 
     X, labels = to_arrays(partition, x=x, y=y)
+    if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
+        labels = labels.reshape(-1, 1)
     return SegmentData(model_inputs(X, normalizing_const, input_shape), labels)
 
 
@@ -162,39 +199,67 @@ def segment_stats(data: SegmentData) -> SegmentStats:
     finite = bool(np.isfinite(data.X).all())
     if data.y.ndim == 1 and data.y.dtype.kind in "biu":
         return SegmentStats(data.rows, data.X.shape[1:], finite, "sparse", (), tuple(np.unique(data.y).tolist()))
-    return SegmentStats(data.rows, data.X.shape[1:], finite, "dense", data.y.shape[1:], ())
+    labels_finite = bool(np.isfinite(data.y).all())
+    return SegmentStats(data.rows, data.X.shape[1:], finite, "dense", data.y.shape[1:], (), labels_finite)
 
 
 # -- training ----------------------------------------------------------------------------------
 
 
-def train_segment(data: SegmentData, weights: list[np.ndarray], job: Job, segment: int) -> WeightedSum:
-    """One round of local training on one segment; returns its weights, rows and metrics (row-weighted)."""
+def train_segment(
+    data: SegmentData, start: list[np.ndarray] | None, job: Job, segment: int, iteration: int, strategy: Strategy
+) -> WeightedSum:
+    """One round of local training on one segment; returns its weights, rows and metrics (row-weighted).
+
+    ``start`` is the center of the previous round (for ensembles: the member's weights, or None
+    when this worker holds them). A segment that keeps its own weights (EASGD, Ensemble) starts
+    from them, pulled towards the center by the strategy; one whose state was lost with its
+    worker starts from ``start`` with a fresh optimizer.
+    """
     plugin = _plugin()
     slot = plugin.slot(job)
-    key = (job.fit_id, segment)
+    previous = plugin.state(job.fit_id, segment, iteration - 1)
+    if previous is not None and previous.weights is not None:
+        weights = strategy.local(previous.weights, start)
+    elif start is not None:
+        weights = start
+    else:
+        raise RuntimeError(f"Segment {segment} has neither its own weights nor a start for iteration {iteration}.")
     with slot.lock:
         model = slot.model
         model.set_weights(weights)
-        state = plugin.optimizer_states.get(key, slot.initial_optimizer_state)
-        for variable, value in zip(model.optimizer.variables, state, strict=True):
+        optimizer = previous.optimizer if previous is not None else slot.initial_optimizer_state
+        for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
             variable.assign(value)
-        X, y = _round_rows(data, job, plugin.cursors, key)
+        X, y, cursor = _round_rows(data, job, previous.cursor if previous is not None else 0)
         history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=job.shuffle, verbose=0)
-        plugin.optimizer_states[key] = [np.array(v.numpy()) for v in model.optimizer.variables]
         metrics = {name: float(values[-1]) for name, values in history.history.items()}
-        return WeightedSum.of(model.get_weights(), data.rows, metrics)
+        if not np.isfinite(metrics.get("loss", 0.0)):
+            raise TrainingDivergedError(
+                f"Training diverged at iteration {iteration}: segment {segment}'s loss is {metrics['loss']}. "
+                f"Lower the learning rate, or check the data for extreme values."
+            )
+        trained = model.get_weights()
+        plugin.keep(
+            job.fit_id,
+            segment,
+            SegmentState(
+                iteration,
+                [np.array(v.numpy()) for v in model.optimizer.variables],
+                cursor,
+                trained if strategy.keeps_local_weights else None,
+            ),
+        )
+        return WeightedSum.of(trained, data.rows, metrics)
 
 
-def _round_rows(data: SegmentData, job: Job, cursors: dict, key) -> tuple[np.ndarray, np.ndarray]:
+def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[np.ndarray, np.ndarray, int]:
     """All rows, or with ``sync_every=k`` the next k minibatches (wrapping around the segment)."""
     if not job.sync_every:
-        return data.X, data.y
+        return data.X, data.y, 0
     count = min(data.rows, job.sync_every * job.batch_size)
-    start = cursors.get(key, 0)
     index = (start + np.arange(count)) % data.rows
-    cursors[key] = int((start + count) % data.rows)
-    return data.X[index], data.y[index]
+    return data.X[index], data.y[index], int((start + count) % data.rows)
 
 
 def merge(*parts: WeightedSum) -> WeightedSum:
@@ -205,19 +270,22 @@ def merge(*parts: WeightedSum) -> WeightedSum:
     return total
 
 
-def new_center(total: WeightedSum, previous: list[np.ndarray], strategy: Strategy) -> list[np.ndarray]:
+def new_center(total: WeightedSum, previous: list[np.ndarray], strategy: Strategy, iteration: int):
     """The strategy's merged model from the previous center and the segments' weighted mean."""
-    return strategy.center(previous, total.mean())
+    center = strategy.center(previous, total.mean())
+    if not all(np.isfinite(w).all() for w in center):
+        raise TrainingDivergedError(f"Training diverged at iteration {iteration}: the merged model has NaN weights.")
+    return center
 
 
-def new_local(local: WeightedSum, center: list[np.ndarray] | None, strategy: Strategy) -> list[np.ndarray]:
-    """Where a segment starts its next round (EASGD: pulled towards the center; Ensemble: its own)."""
-    return strategy.local(local.mean(), center)
+def collect(*locals_: WeightedSum) -> list[list[np.ndarray]]:
+    """The ensemble members' weights after a round, as one list (one task, on the cluster)."""
+    return [local.mean() for local in locals_]
 
 
-def collect(*members: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """Gather the ensemble members' weights into one list (one task, on the cluster)."""
-    return list(members)
+def round_summary(total: WeightedSum) -> dict:
+    """The round's row-weighted metrics, and the rows the reducer counted (each segment once)."""
+    return {"metrics": total.mean_metrics(), "rows": total.rows}
 
 
 def round_metrics(total: WeightedSum) -> dict[str, float]:

@@ -102,9 +102,11 @@ def _load(args) -> int:
 
 
 def _demo_arguments(p):
-    from ._demo import STRATEGIES
+    from .strategies import STRATEGIES
 
-    p.add_argument("--strategy", default="averaging", choices=sorted(STRATEGIES), help="how segments' models merge")
+    p.add_argument(
+        "--strategy", default="averaging", type=str.lower, choices=sorted(STRATEGIES), help="how segments' models merge"
+    )
     p.add_argument("--segments", type=int, default=4, help="segments to load the data into (default: 4)")
     p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
     p.add_argument("--workers", type=int, default=2, help="Dask worker processes (default: 2)")
@@ -137,6 +139,8 @@ def _demo(args) -> int:
 
 
 def _fit_arguments(p):
+    from .strategies import STRATEGIES
+
     p.add_argument("--job", help="YAML file with the parameters of dasktrain.fit (flags override it)")
     p.add_argument("--data", help="training table")
     p.add_argument("--model-arch-table", help="architecture table (see 'dasktrain architectures')")
@@ -146,16 +150,20 @@ def _fit_arguments(p):
     p.add_argument("--compile", help="Keras compile parameters, e.g. \"optimizer='adam', loss='mse'\"")
     p.add_argument("--fit", help='Keras fit parameters, e.g. "batch_size=128, epochs=1"')
     p.add_argument("--iterations", type=int, help="training rounds")
-    p.add_argument("--strategy", choices=["averaging", "easgd", "ensemble", "centralized"], help="default averaging")
-    p.add_argument("--alpha", type=float, help="EASGD alpha (default 0.01)")
-    p.add_argument("--beta", type=float, help="EASGD beta (default 0.9)")
+    p.add_argument("--strategy", type=str.lower, choices=sorted(STRATEGIES), help="how models merge")
+    p.add_argument("--alpha", type=float, help="EASGD alpha (default 0.01); only with --strategy easgd")
+    p.add_argument("--beta", type=float, help="EASGD beta (default 0.9); only with --strategy easgd")
     p.add_argument("--validation", help="validation table")
     p.add_argument("--metrics-every", type=int, help="evaluate validation every k iterations (default 1)")
     p.add_argument("--sync-every", type=int, help="make a round k minibatches per segment")
     p.add_argument("--normalizing-const", type=float, help="divide features by it (e.g. 255)")
-    p.add_argument("--model-table", help="model table to save the result in")
+    p.add_argument("--model-table", help="model table to save the result in (checked before training starts)")
     p.add_argument("--name", help="model name (default: model)")
     p.add_argument("--description", help="free text saved with the model")
+    p.add_argument("--checkpoint-every", type=int, help="save a checkpoint version in --model-table every k iterations")
+    p.add_argument("--checkpoint-keep", type=int, help="checkpoint versions to keep (default 2)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of --name")
+    p.add_argument("--retries", type=int, help="times a round may be retried after losing workers (default 2)")
 
 
 @command(
@@ -167,16 +175,20 @@ def _fit_arguments(p):
 )(_fit_arguments)
 def _fit(args) -> int:
     from . import connect, fit, save_model
-    from ._demo import strategy_named
     from ._jobs import FIT_KEYS
-    from .strategies import EASGD
+    from ._model_store import check_model_table
+    from .strategies import strategy_named
 
     params = _merge_job(
         args, FIT_KEYS, "fit", ["data", "model_arch_table", "model_id", "compile", "iterations", "model_table"]
     )
-    name = params.get("strategy", "averaging")
-    strategy = EASGD(params.get("alpha", 0.01), params.get("beta", 0.9)) if name == "easgd" else strategy_named(name)
+    strategy = strategy_named(
+        params.get("strategy", "averaging"), **{k: params[k] for k in ("alpha", "beta") if params.get(k) is not None}
+    )
     db = connect(args.dsn)
+    check_model_table(db, params["model_table"])  # before training, not after it
+    every = params.get("checkpoint_every")
+    checkpoint = (db, params["model_table"], params.get("name") or "model") if every or params.get("resume") else None
     with _client(args) as client:
         result = fit(
             params["data"],
@@ -192,6 +204,11 @@ def _fit(args) -> int:
             sync_every=params.get("sync_every"),
             normalizing_const=params.get("normalizing_const", 1.0),
             early_stopping=params.get("early_stopping"),
+            checkpoint=checkpoint,
+            checkpoint_every=every or 1,
+            checkpoint_keep=params.get("checkpoint_keep", 2),
+            resume=bool(params.get("resume")),
+            retries=params.get("retries", 2),
             db=db,
             client=client,
             progress=not args.quiet,
@@ -221,6 +238,7 @@ def _predict_arguments(p):
     p.add_argument("--x", help="feature column (default: the model's)")
     p.add_argument("--batch-size", type=int, help="rows per prediction batch (default 1024)")
     p.add_argument("--replace", action="store_true", help="replace --output atomically if it exists")
+    p.add_argument("--skip-nonfinite", action="store_true", help="skip (and count) rows with NaN or infinite features")
 
 
 @command(
@@ -269,6 +287,9 @@ def _evaluate_arguments(p):
     p.add_argument("--y", help="label column (default: the model's)")
     p.add_argument("--output-table", help="write loss and metric to this table")
     p.add_argument("--replace", action="store_true", help="replace --output-table if it exists")
+    p.add_argument(
+        "--skip-nonfinite", action="store_true", help="leave out (and count) rows with NaN or infinite features"
+    )
 
 
 @command(
@@ -408,7 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dasktrain`` console script; returns the exit status."""
+    import os
+
     import psycopg2
+
+    from ._database import DSN_ENV, redact_text
 
     args = build_parser().parse_args(argv)
     try:
@@ -417,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
+        message = redact_text(message, args.dsn, os.environ.get(DSN_ENV))
         print(f"dasktrain {args.command}: error: {message}", file=sys.stderr)
         return 2
 

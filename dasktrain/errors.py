@@ -2,16 +2,21 @@
 
 Every error dasktrain raises on purpose derives from :class:`DasktrainError`, so
 ``except dasktrain.errors.DasktrainError`` catches them all. Messages name the
-table, column or value at fault and say how to fix it.
+table, column, segment or value at fault and say how to fix it.
 
 ::
 
     DasktrainError
     ├── DatabaseConnectionError   the server cannot be reached (password never shown)
+    │   └── ConnectionLostError   the connection broke mid-work and retries did not help
     ├── SchemaError               a table or column is missing, or exists when it must not
     │   ├── InvalidNameError      a table or column name that is not a plain SQL identifier
     │   └── TableExistsError      the table to create is already there
-    └── DataError                 the data itself is unusable: empty, ragged, NaN, mismatched
+    ├── DataError                 the data itself is unusable: empty, ragged, NaN, mismatched
+    │   └── TrainingDivergedError the loss became NaN or infinite during fit
+    └── ClusterError              the Dask cluster cannot do the work
+        ├── NoWorkersError        no worker joined (or all left) within the time allowed
+        └── SegmentFailedError    one segment's task failed more times than allowed
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ from __future__ import annotations
 __all__ = [
     "DasktrainError",
     "DatabaseConnectionError",
+    "ConnectionLostError",
     "SchemaError",
     "InvalidNameError",
     "TableExistsError",
     "DataError",
+    "TrainingDivergedError",
+    "ClusterError",
+    "NoWorkersError",
+    "SegmentFailedError",
 ]
 
 
@@ -32,6 +42,13 @@ class DasktrainError(Exception):
 
 class DatabaseConnectionError(DasktrainError, ConnectionError):
     """The database server could not be reached with the given DSN."""
+
+
+class ConnectionLostError(DatabaseConnectionError):
+    """The connection to the database broke during the work (a restart, a terminated backend).
+
+    Transient failures are retried with bounded backoff first; this is raised when they persist.
+    """
 
 
 class SchemaError(DasktrainError, LookupError):
@@ -48,3 +65,19 @@ class TableExistsError(SchemaError):
 
 class DataError(DasktrainError, ValueError):
     """The data cannot be used as given: empty, ragged, non-numeric, or mismatched lengths."""
+
+
+class TrainingDivergedError(DataError):
+    """A segment's loss (or the merged model) became NaN or infinite; the message names where."""
+
+
+class ClusterError(DasktrainError, RuntimeError):
+    """The Dask cluster could not run the work."""
+
+
+class NoWorkersError(ClusterError):
+    """No Dask worker was available within the time allowed (``dasktrain.worker-timeout``)."""
+
+
+class SegmentFailedError(ClusterError):
+    """One segment's task failed (its worker died) more times than allowed."""

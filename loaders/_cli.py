@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from dasktrain._database import redact_text
 from dasktrain.errors import DasktrainError
 
 from ._write import DEFAULT_SEGMENTS, write_arrays
@@ -29,6 +30,9 @@ def parser(prog: str, description: str, default_table: str, example: str) -> arg
         help=f"PostgreSQL hash partitions (default: {DEFAULT_SEGMENTS}; Greenplum uses its own segments)",
     )
     p.add_argument("--replace", action="store_true", help="drop and rewrite the table if it exists")
+    p.add_argument(
+        "--cascade", action="store_true", help="with --replace: also drop views that depend on the old table"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -45,13 +49,14 @@ def run(args: argparse.Namespace, read: Callable[[], tuple], source: str) -> int
             y,
             segments=args.segments,
             if_exists="replace" if args.replace else "fail",
+            cascade=args.cascade,
             class_values=class_values,
             source=source,
             progress=not args.quiet,
         )
         seconds = time.perf_counter() - start
     except (DasktrainError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc), args.dsn)}", file=sys.stderr)
         return 2
     print(f"loaded {rows} rows into {args.table} in {seconds:.2f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
     return 0

@@ -14,8 +14,11 @@ from tqdm.auto import tqdm
 from dasktrain import _pgbinary
 from dasktrain._catalog import SUMMARY_SUFFIX, exists
 from dasktrain._columns import SCALAR, TENSOR, ColumnSpec, sql_type_for
-from dasktrain._database import Database, connect
+from dasktrain._database import Database, connect, transaction
+from dasktrain._locks import lock_for_creation
 from dasktrain._names import TableName
+from dasktrain._retry import retrying
+from dasktrain._staging import drop_table
 from dasktrain.errors import DataError, TableExistsError
 
 DEFAULT_SEGMENTS = 4
@@ -31,6 +34,7 @@ def write_arrays(
     segments: int | None = None,
     ids=None,
     if_exists: str = "fail",
+    cascade: bool = False,
     class_values: Sequence[str] | None = None,
     source: str | None = None,
     progress: bool = False,
@@ -61,6 +65,9 @@ def write_arrays(
     if_exists : {"fail", "replace"}, default "fail"
         What to do when the table exists: raise :class:`~dasktrain.errors.TableExistsError`,
         or drop it and its summary in the same transaction.
+    cascade : bool, default False
+        With ``if_exists="replace"``: also drop the views and other objects that depend on the
+        old table. By default their existence is an error naming them, and nothing changes.
     class_values : list of str, optional
         Names of the classes, stored in the summary. Default: the distinct labels.
     source : str, optional
@@ -116,29 +123,34 @@ def write_arrays(
         class_values = [str(v) for v in np.unique(y)]
 
     db = connect(db)
-    conn = db.connection()
-    try:
-        with conn, conn.cursor() as cur:
-            _prepare(cur, name, if_exists)
-            _create(cur, db, name, column_types, int(segments))
-            stream = _CopyStream(specs, data, progress=progress, table=str(name))
-            copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-                name.sql, sql.SQL(", ").join(sql.Identifier(s.name) for s in specs)
-            )
-            try:
-                cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
-            except psycopg2.Error:
-                # psycopg2 reports an error raised while reading our data as QueryCanceled.
-                if stream.error is not None:
-                    raise stream.error from None
-                raise
-            finally:
-                stream.close_bar()
-            _write_summary(cur, name, specs, metadata, class_values, source, n, segments, db)
-            cur.execute(sql.SQL("ANALYZE {}").format(name.sql))
-    finally:
-        conn.close()
-    return n
+
+    def load() -> int:
+        conn = db.connection()
+        try:
+            with transaction(conn) as cur:
+                lock_for_creation(cur, name)  # a concurrent first load waits here, then finds the table
+                _prepare(cur, name, if_exists, cascade)
+                _create(cur, db, name, column_types, int(segments))
+                stream = _CopyStream(specs, data, progress=progress, table=str(name))
+                copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+                    name.sql, sql.SQL(", ").join(sql.Identifier(s.name) for s in specs)
+                )
+                try:
+                    cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
+                except psycopg2.Error:
+                    # psycopg2 reports an error raised while reading our data as QueryCanceled.
+                    if stream.error is not None:
+                        raise stream.error from None
+                    raise
+                finally:
+                    stream.close_bar()
+                _write_summary(cur, name, specs, metadata, class_values, source, n, segments, db)
+                cur.execute(sql.SQL("ANALYZE {}").format(name.sql))
+        finally:
+            conn.close()
+        return n
+
+    return retrying(f"Loading {str(name)!r}", load)
 
 
 def _numeric_array(values, role: str) -> np.ndarray:
@@ -190,7 +202,7 @@ def _label_column(y: np.ndarray) -> tuple[ColumnSpec, str]:
     return ColumnSpec("y", TENSOR, wire=_stored(y.dtype), dtype=y.dtype, shape=y.shape[1:]), "bytea"
 
 
-def _prepare(cur, name: TableName, if_exists: str) -> None:
+def _prepare(cur, name: TableName, if_exists: str, cascade: bool) -> None:
     summary = name.sibling(SUMMARY_SUFFIX)
     present = [t for t in (name, summary) if exists(cur, t)]
     if present and if_exists == "fail":
@@ -199,7 +211,7 @@ def _prepare(cur, name: TableName, if_exists: str) -> None:
             f"if_exists='replace' (--replace on the command line) to drop and rewrite it."
         )
     for table in present:
-        cur.execute(sql.SQL("DROP TABLE {} CASCADE").format(table.sql))
+        drop_table(cur, table, cascade=cascade)
 
 
 def create_table_sql(db: Database, name: TableName, column_types: dict[str, str], segments: int) -> list:

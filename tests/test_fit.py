@@ -104,7 +104,11 @@ def test_resume_continues_from_the_last_checkpoint(db, client, digits, table_nam
     more = train(db, client, iterations=4, checkpoint=checkpoint, resume=True)
     assert [h["iteration"] for h in more.history] == [1, 2, 3, 4]
     assert more.history[:2] == first.history
-    assert [m["status"] for m in dasktrain.list_models(db, table_name)] == ["checkpoint"] * 4
+    # Only the newest two checkpoint versions are kept (checkpoint_keep=2).
+    assert [(m["version"], m["status"]) for m in dasktrain.list_models(db, table_name)] == [
+        (3, "checkpoint"),
+        (4, "checkpoint"),
+    ]
 
 
 def test_segments_of_unequal_size_and_one_smaller_than_a_batch_train_together(db, client):

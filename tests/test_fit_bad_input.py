@@ -51,8 +51,16 @@ def test_easgd_alpha_beta_outside_0_1(attempt, alpha, beta):
     attempt(DataError, r"in \[0, 1\]", strategy=dasktrain.EASGD(alpha, beta))
 
 
-def test_an_empty_segment(attempt):
-    attempt(DataError, "segment 1 is empty", data=frame([40, 0, 40]))
+def test_data_with_no_rows_at_all(attempt):
+    attempt(DataError, "data has no rows", data=frame([0, 0]))
+
+
+def test_an_empty_segment_is_skipped_and_not_counted(db, client):
+    result = dasktrain.fit(
+        frame([40, 0, 40]), mlp(), x="x", y="y", compile=COMPILE, iterations=2, client=client, progress=False
+    )
+    assert result.num_segments == 2 and result.num_rows == 80
+    assert np.isfinite(result.training_loss).all()
 
 
 @pytest.mark.parametrize("bad", ['{"class_name": ', '{"config": {}}', '{"class_name": "NoSuchModel", "config": {}}'])

@@ -5,7 +5,7 @@ import pytest
 
 from dasktrain import EASGD, Averaging, Ensemble
 from dasktrain._reducer import tree_depth, tree_reduce
-from dasktrain._worker import merge, new_center, new_local
+from dasktrain._worker import merge, new_center
 from dasktrain.errors import DataError
 from dasktrain.strategies import WeightedSum
 
@@ -34,7 +34,7 @@ def test_the_cluster_reducer_gives_numpys_row_weighted_mean_exactly(client):
     ]
     total = tree_reduce(client, parts, merge)
     assert tree_depth(len(parts)) == 2
-    center = client.submit(new_center, total, weights[0], Averaging()).result()
+    center = client.submit(new_center, total, weights[0], Averaging(), 1).result()
     for got, expected in zip(center, _numpy_mean(weights, rows), strict=True):
         np.testing.assert_array_equal(got, expected)
     merged = total.result()
@@ -52,12 +52,12 @@ def test_easgd_one_one_is_exactly_averaging():
     weights, rows = _segments(4, seed=3)
     total = merge(*[WeightedSum.of(w, n) for w, n in zip(weights, rows, strict=True)])
     previous = [np.ones_like(w) for w in weights[0]]
-    avg = new_center(total, previous, Averaging())
+    avg = new_center(total, previous, Averaging(), 1)
     easgd = EASGD(alpha=1, beta=1)
-    center = new_center(total, previous, easgd)
+    center = new_center(total, previous, easgd, 1)
     for a, b in zip(avg, center, strict=True):
         np.testing.assert_array_equal(a, b)
-    local = new_local(WeightedSum.of(weights[0], rows[0]), center, easgd)
+    local = easgd.local(weights[0], center)
     for a, b in zip(local, avg, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -72,7 +72,41 @@ def test_easgd_formulas():
 
 def test_ensemble_keeps_each_segments_own_weights():
     own = [np.array([3.0], np.float32)]
-    assert new_local(WeightedSum.of(own, 7), None, Ensemble())[0][0] == 3.0
+    assert Ensemble().local(own, None)[0][0] == 3.0
+
+
+def test_a_merged_model_with_nan_weights_stops_training():
+    from dasktrain.errors import TrainingDivergedError
+
+    total = WeightedSum.of([np.array([np.nan], np.float32)], 3)
+    with pytest.raises(TrainingDivergedError, match="iteration 4: the merged model has NaN"):
+        new_center(total, [np.zeros(1, np.float32)], Averaging(), 4)
+
+
+@pytest.mark.parametrize(
+    "name, params, expected",
+    [("EASGD", {"alpha": 0.5}, EASGD(alpha=0.5)), ("Averaging", {}, Averaging()), ("ensemble", {}, Ensemble())],
+)
+def test_strategies_by_name_ignore_case(name, params, expected):
+    from dasktrain.strategies import strategy_named
+
+    assert strategy_named(name, **params) == expected
+
+
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("averaging", {"alpha": 0.5}, "takes no parameter alpha"),
+        ("easgd", {"gamma": 1}, "takes no parameter gamma .it takes alpha, beta"),
+        ("sgd", {}, "Unknown strategy 'sgd'"),
+        ("easgd", {"alpha": 2}, "in \\[0, 1\\]"),
+    ],
+)
+def test_strategy_parameters_the_strategy_does_not_take_are_refused(name, params, match):
+    from dasktrain.strategies import strategy_named
+
+    with pytest.raises(DataError, match=match):
+        strategy_named(name, **params)
 
 
 @pytest.mark.parametrize("alpha, beta", [(-0.1, 0.5), (0.5, 1.5), ("0.5", 0.5), (True, 0.5)])

@@ -5,5 +5,6 @@ from .base import Strategy, WeightedSum
 from .centralized import Centralized
 from .easgd import EASGD
 from .ensemble import Ensemble
+from .named import STRATEGIES, strategy_named
 
-__all__ = ["EASGD", "Averaging", "Centralized", "Ensemble", "Strategy", "WeightedSum"]
+__all__ = ["EASGD", "STRATEGIES", "Averaging", "Centralized", "Ensemble", "Strategy", "WeightedSum", "strategy_named"]

@@ -1,0 +1,70 @@
+"""One snapshot for all the segments of a read (PostgreSQL's exported snapshots).
+
+Each segment is read on its own connection, in its own transaction. Without care, a table that
+changes during the read would be seen at different moments by different segments (rows counted
+twice or missed). :class:`ExportedSnapshot` opens a transaction in the client process and exports
+its snapshot with ``pg_export_snapshot()``; every segment reader starts with
+``SET TRANSACTION SNAPSHOT`` and so sees exactly the same data, as long as that transaction is
+open. It stays open while the dask DataFrame from :func:`dasktrain.read_table` (or any frame made
+from it) is alive, and closes when they are garbage-collected or the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+
+import psycopg2
+
+from ._retry import reason
+
+logger = logging.getLogger("dasktrain")
+
+
+class ExportedSnapshot:
+    """A snapshot exported by an open ``REPEATABLE READ`` transaction in this process.
+
+    Examples
+    --------
+    >>> snapshot = ExportedSnapshot.export(db)  # doctest: +SKIP
+    >>> snapshot.id  # doctest: +SKIP
+    '00000003-0000001B-1'
+    """
+
+    def __init__(self, conn, snapshot_id: str):
+        self.id = snapshot_id
+        self._close = weakref.finalize(self, conn.close)
+
+    @classmethod
+    def export(cls, db) -> ExportedSnapshot | None:
+        """Export a snapshot, or None where the server cannot (a hot standby, an old server)."""
+        conn = db.connection()
+        try:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                return cls(conn, cur.fetchone()[0])
+        except psycopg2.Error as exc:
+            conn.close()
+            logger.info("no exported snapshot (%s): each segment is read in its own transaction", reason(exc))
+            return None
+
+    def close(self) -> None:
+        """End the exporting transaction now (readers that start later use their own snapshots)."""
+        self._close()
+
+
+def use_snapshot(conn, snapshot_id: str | None) -> bool:
+    """Start ``conn``'s transaction on the exported snapshot; False (and a fresh transaction) when it is gone."""
+    if snapshot_id is None:
+        return False
+    conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
+        return True
+    except (psycopg2.errors.InvalidParameterValue, psycopg2.errors.ObjectNotInPrerequisiteState):
+        with contextlib.suppress(psycopg2.Error):
+            conn.rollback()
+        return False

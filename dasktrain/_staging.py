@@ -1,0 +1,200 @@
+"""Staging tables: a job's output is built aside, segment by segment, and published in one swap.
+
+- Each segment's rows are committed together with a line in the job's *ledger*, under a lock on
+  (job, segment). A task Dask runs again (its worker died after committing) finds its segment in
+  the ledger and writes nothing: every segment is in the output exactly once.
+- The job's client holds an advisory lock on its staging table for as long as it runs. Staging
+  tables are named ``dasktrain_staging_<hash of the output's name>_<job>``, so the next job on the
+  same output finds those whose owner is gone (a killed client, a database outage) and drops them.
+- Publishing is one transaction: the old output (if replacing) goes, the staging table takes its
+  name, the ledger goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import uuid
+from dataclasses import dataclass
+
+import psycopg2
+from psycopg2 import sql
+
+from ._catalog import exists
+from ._database import Database, open_connection, transaction
+from ._locks import hold_while_running, owner_is_gone
+from ._names import TableName
+from ._retry import retrying
+from .errors import SchemaError
+
+logger = logging.getLogger("dasktrain")
+PREFIX = "dasktrain_staging_"
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The staging and ledger tables of one job writing ``output``.
+
+    >>> Staging.new(TableName(None, "scores")).table.name.startswith("dasktrain_staging_")
+    True
+    """
+
+    output: TableName
+    table: TableName
+    ledger: TableName
+
+    @classmethod
+    def new(cls, output: TableName) -> Staging:
+        name = f"{_prefix(output)}{uuid.uuid4().hex[:10]}"
+        return cls(output, TableName(output.schema, name), TableName(output.schema, name + "_done"))
+
+    def start(self, db: Database, columns: sql.Composable, distributed_by: str | None):
+        """Drop stale staging tables of the same output, create this job's, and mark the job alive.
+
+        Returns the connection holding the job's lock: close it when the job ends.
+        """
+        holder = db.connection()
+        try:
+            with transaction(holder) as cur:
+                hold_while_running(cur, self.table)
+            with db.cursor() as cur:
+                for stale in _stale_tables(cur, self.output):
+                    if stale != self.table:
+                        logger.warning("dropping %s, left behind by an earlier job that did not finish", stale)
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stale.sql))
+                spread = sql.SQL("")
+                if distributed_by:
+                    spread = sql.SQL(" DISTRIBUTED BY ({})").format(sql.Identifier(distributed_by))
+                cur.execute(sql.SQL("CREATE TABLE {} ({}){}").format(self.table.sql, columns, spread))
+                cur.execute(
+                    sql.SQL("CREATE TABLE {} (segment integer PRIMARY KEY, rows bigint NOT NULL)").format(
+                        self.ledger.sql
+                    )
+                )
+                cur.execute(
+                    sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                        self.table.sql, sql.Literal(f"dasktrain staging for {self.output}; dropped when done")
+                    )
+                )
+        except BaseException:
+            holder.close()
+            raise
+        return holder
+
+    def writer(self, dsn: str) -> SegmentWriter:
+        """What a worker needs to write one segment (plain strings: cheap to send)."""
+        conn = open_connection(dsn)
+        try:
+            return SegmentWriter(
+                dsn,
+                sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(self.table.sql).as_string(conn),
+                sql.SQL("SELECT rows FROM {} WHERE segment = %s").format(self.ledger.sql).as_string(conn),
+                sql.SQL("INSERT INTO {} (segment, rows) VALUES (%s, %s)").format(self.ledger.sql).as_string(conn),
+                str(self.table),
+            )
+        finally:
+            conn.close()
+
+    def publish(self, db: Database, segments: int, rows_written: int, replace: bool) -> int:
+        """Put the staging table in place of the output in one transaction; return its rows."""
+
+        def swap() -> int:
+            with db.cursor() as cur:
+                if not exists(cur, self.table) and not exists(cur, self.ledger) and exists(cur, self.output):
+                    return rows_written  # an earlier attempt committed; only its answer was lost
+                cur.execute(sql.SQL("SELECT count(*), coalesce(sum(rows), 0) FROM {}").format(self.ledger.sql))
+                written, rows = cur.fetchone()
+                if written != segments:
+                    raise SchemaError(f"Only {written} of {segments} segments reached {str(self.table)!r}.")
+                if replace:
+                    drop_table(cur, self.output)
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(self.table.sql, sql.Identifier(self.output.name))
+                )
+                cur.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(self.output.sql))
+                cur.execute(sql.SQL("DROP TABLE {}").format(self.ledger.sql))
+                return int(rows)
+
+        return retrying(f"Publishing {str(self.output)!r}", swap)
+
+    def drop(self, db: Database) -> None:
+        """Drop the staging and ledger tables; a failure is logged, never raised over the real error."""
+        try:
+            with db.cursor() as cur:
+                for table in (self.table, self.ledger):
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.sql))
+        except Exception as exc:  # e.g. the database is down: the next job on this output drops them
+            logger.warning("could not drop %s (the next job on %s will): %s", self.table, self.output, exc)
+
+
+@dataclass(frozen=True)
+class SegmentWriter:
+    """Writes one segment's rows into the staging table exactly once (runs on a worker)."""
+
+    dsn: str
+    copy: str
+    recorded: str
+    record: str
+    label: str
+
+    def write(self, segment: int, payload: bytes, rows: int) -> int:
+        """COPY ``payload`` (binary COPY data holding ``rows`` rows) unless the segment is already in.
+
+        Returns the rows the staging table holds for the segment.
+        """
+
+        def attempt() -> int:
+            conn = open_connection(self.dsn)
+            try:
+                with transaction(conn) as cur:
+                    # A second run of the same segment waits here, then finds the first one's line.
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (self.label, segment))
+                    cur.execute(self.recorded, (segment,))
+                    done = cur.fetchone()
+                    if done is not None:
+                        return int(done[0])
+                    cur.copy_expert(self.copy, io.BytesIO(payload))
+                    cur.execute(self.record, (segment, rows))
+                    return rows
+            finally:
+                conn.close()
+
+        return retrying(f"Writing segment {segment} into {self.label!r}", attempt)
+
+
+def _prefix(output: TableName) -> str:
+    return f"{PREFIX}{hashlib.sha256(output.name.encode()).hexdigest()[:10]}_"
+
+
+def _stale_tables(cur, output: TableName) -> list[TableName]:
+    """Staging tables of ``output`` whose job is gone (no session holds their lock)."""
+    cur.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = coalesce(%s, current_schema()) AND c.relkind IN ('r', 'p') AND c.relname LIKE %s",
+        (output.schema, _prefix(output).replace("_", r"\_") + "%"),
+    )
+    found = [TableName(output.schema, name) for _, name in cur.fetchall()]
+    staging = [t for t in found if not t.name.endswith("_done")]
+    stale = []
+    for table in staging:
+        if owner_is_gone(cur, table):
+            stale += [table, table.sibling("_done")]
+    # A ledger whose staging table is gone is stale too.
+    stale += [t for t in found if t.name.endswith("_done") and TableName(t.schema, t.name[:-5]) not in staging]
+    return stale
+
+
+def drop_table(cur, table: TableName, *, cascade: bool = False) -> None:
+    """Drop ``table`` if it exists; refuse, naming them, when views or other objects depend on it.
+
+    The caller's transaction rolls back on the error, so nothing is dropped.
+    """
+    try:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}{}").format(table.sql, sql.SQL(" CASCADE" if cascade else "")))
+    except psycopg2.errors.DependentObjectsStillExist as exc:
+        detail = (exc.diag.message_detail or "other objects depend on it").replace("\n", "; ")
+        raise SchemaError(
+            f"Cannot replace {str(table)!r}: {detail}. Drop or change them first"
+            + ("." if cascade else ", or ask for cascade=True to drop them too.")
+        ) from None

@@ -1,0 +1,271 @@
+"""The rounds of :func:`dasktrain.fit` on a cluster, and what happens when workers are lost.
+
+Each round, every segment trains on the worker holding its rows; a tree of merge tasks on the
+cluster adds the segments' row-weighted weights; the strategy turns the sum into the next center.
+The client keeps that center (for ensembles, the members) as the round's recovery point and sends
+it out again at the start of the next round, so no round ever depends on an earlier round's tasks:
+when a worker dies, Dask re-reads its segments from the database on a live worker, and the round
+is run again from the kept center, each segment counted exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import _worker
+from ._guard import WorkersLost, gather, wait_for_workers
+from ._reducer import tree_reduce
+from ._result import TrainingResult
+from .errors import ClusterError, SegmentFailedError, TrainingDivergedError
+
+logger = logging.getLogger("dasktrain")
+
+
+@dataclass
+class ClusterSegments:
+    """Segments read into worker memory: their futures, where each lives, and what was checked."""
+
+    futures: list
+    ids: list[int]  # the segment numbers (empty segments are left out)
+    stats: list  # every segment's SegmentStats, empty ones included
+    rows: int
+    holders: list[str] | None = None
+
+    @classmethod
+    def prepare(cls, client, frame, plan, role: str) -> ClusterSegments:
+        """Read each partition once into float32 arrays on a worker; check them; skip empty ones."""
+        partitions = client.compute(frame.to_delayed())
+        prepared = [
+            client.submit(
+                _worker.prepare_segment,
+                p,
+                plan.x,
+                plan.y,
+                plan.input_shape,
+                plan.normalizing_const,
+                plan.output_shape,
+                pure=False,
+            )
+            for p in partitions
+        ]
+        del partitions  # the prepared futures keep their lineage: a lost one is read again
+        labels = [f"{role} segment {k}" for k in range(len(prepared))]
+        stats = gather(client, [client.submit(_worker.segment_stats, s, pure=False) for s in prepared], labels, "fit")
+        plan.check(stats, role)
+        keep = [k for k, s in enumerate(stats) if s.rows]
+        if len(keep) < len(stats):
+            empty = [k for k in range(len(stats)) if k not in keep]
+            logger.info("fit: %s segments %s are empty and are skipped", role, empty)
+        segments = cls([prepared[k] for k in keep], keep, stats, sum(s.rows for s in stats))
+        segments.locate(client)
+        return segments
+
+    def locate(self, client) -> None:
+        """Wait until every segment is in some worker's memory (re-read if lost) and note where."""
+        gather(client, self.futures, [f"segment {k}" for k in self.ids], "fit", fetch=False)
+        where = client.who_has(self.futures)
+        before = dict(zip(self.ids, self.holders or [None] * len(self.ids), strict=True))
+        self.holders = [
+            before[k] if before[k] in where[f.key] else sorted(where[f.key])[0]
+            for k, f in zip(self.ids, self.futures, strict=True)
+        ]
+
+
+class Training:
+    """One :func:`fit` run on one cluster."""
+
+    def __init__(self, plan, client):
+        self.plan = plan
+        self.client = client
+        self.last_checkpoint: tuple[str, str, int] | None = None
+
+    def run(self) -> TrainingResult:
+        plan, client = self.plan, self.client
+        wait_for_workers(client, "fit")
+        if not all(client.run(_worker.has_plugin).values()):
+            client.register_plugin(_worker.TrainingWorker())
+        result = plan.start_result()
+        done = len(result.history)
+        elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
+        self.job = _worker.Job(
+            fit_id=uuid.uuid4().hex,
+            architecture=plan.architecture,
+            compile=plan.compile_params,
+            batch_size=plan.batch_size,
+            epochs=plan.epochs,
+            sync_every=plan.sync_every,
+            shuffle=bool(plan.fit_params.get("shuffle", True)),
+            first_iteration=done + 1,
+        )
+        from ._fit import class_values
+
+        frame = plan.data.repartition(npartitions=1) if plan.strategy.centralized else plan.data
+        self.train = ClusterSegments.prepare(client, frame, plan, "data")
+        result.num_rows = self.train.rows
+        result.num_segments = len(self.train.ids)
+        result.class_values = class_values(self.train.stats, plan.output_shape)
+        self.validation = None
+        if plan.validation is not None:
+            self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation")
+
+        members = result.members
+        if plan.strategy.is_ensemble and len(members) != len(self.train.ids):
+            members = [members[0]] * len(self.train.ids)
+        bar = _progress_bar(plan.iterations, done, plan.progress)
+        clock = time.perf_counter()
+        try:
+            for iteration in range(done + 1, plan.iterations + 1):
+                evaluate = self.validation is not None and (
+                    iteration % plan.metrics_every == 0 or iteration == plan.iterations
+                )
+                members, training, validation = self._round(iteration, members, evaluate)
+                entry = {
+                    "iteration": iteration,
+                    "elapsed": elapsed_before + time.perf_counter() - clock,
+                    "training": training,
+                    "validation": validation,
+                }
+                result.history.append(entry)
+                result.members = members
+                bar.set_postfix(_postfix(entry), refresh=False)
+                bar.update(1)
+                stop = plan.early is not None and plan.early.update(plan.monitored(entry))
+                if plan.checkpoint and (iteration % plan.checkpoint_every == 0 or stop):
+                    self._save_checkpoint(result)
+                if stop:
+                    result.stopped_early = True
+                    break
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
+                client.run(_worker.forget_fit, self.job.fit_id)
+        result.end_time = datetime.now().astimezone()
+        return result
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def _round(self, iteration: int, members: list, evaluate: bool):
+        """Run one round, retrying it when workers holding its segments are lost."""
+        for attempt in itertools.count():
+            try:
+                return self._attempt(iteration, members, evaluate, attempt)
+            except WorkersLost as lost:
+                affected = [k for k, w in zip(self.train.ids, self.train.holders, strict=True) if w in lost.workers]
+                segments = ", ".join(map(str, affected)) or "none"
+                if attempt >= self.plan.retries:
+                    raise SegmentFailedError(
+                        f"fit: iteration {iteration} failed {attempt + 1} times: workers holding segment(s) "
+                        f"{segments} left the cluster each time (retries={self.plan.retries}). "
+                        f"{self._checkpoint_note()}"
+                    ) from None
+                logger.warning(
+                    "fit: iteration %d: lost %s (segments %s); reading them again and retrying the round "
+                    "(retry %d of %d)",
+                    iteration,
+                    ", ".join(sorted(lost.workers)) or "data on a worker",
+                    segments,
+                    attempt + 1,
+                    self.plan.retries,
+                )
+                self.train.locate(self.client)
+            except TrainingDivergedError as exc:
+                raise TrainingDivergedError(f"{exc} {self._checkpoint_note()}") from None
+            except ClusterError as exc:
+                raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
+
+    def _attempt(self, iteration: int, members: list, evaluate: bool, attempt: int):
+        client, train, strategy = self.client, self.train, self.plan.strategy
+        tag = f"{iteration}-{attempt}-{uuid.uuid4().hex[:8]}"
+        if strategy.is_ensemble:
+            first = attempt > 0 or iteration == self.job.first_iteration
+            starts = client.scatter(members, hash=False) if first else [None] * len(train.ids)
+        else:
+            center = client.scatter([members[0]], hash=False)[0]
+            starts = [center] * len(train.ids)
+        locals_ = [
+            client.submit(
+                _worker.train_segment,
+                data,
+                start,
+                self.job,
+                segment,
+                iteration,
+                strategy,
+                workers=[holder],
+                allow_other_workers=False,  # the segment's state is there; a lost worker is handled here
+                key=f"train-segment-{tag}-{segment}",
+            )
+            for data, start, segment, holder in zip(train.futures, starts, train.ids, train.holders, strict=True)
+        ]
+        total = tree_reduce(client, locals_, _worker.merge)
+        summary = client.submit(_worker.round_summary, total, key=f"round-summary-{tag}")
+        if strategy.is_ensemble:
+            state = client.submit(_worker.collect, *locals_, key=f"ensemble-members-{tag}")
+        else:
+            state = client.submit(_worker.new_center, total, center, strategy, iteration, key=f"new-center-{tag}")
+        wanted = [state, summary]
+        if evaluate:
+            wanted.append(self._evaluation(state, tag))
+        try:
+            results = gather(
+                client, wanted, ["the merged model", "the round", "validation"][: len(wanted)], "fit",
+                watch=set(train.holders),
+            )  # fmt: skip
+        except BaseException:
+            client.cancel([*locals_, *wanted])
+            raise
+        state, summary = results[0], results[1]
+        if summary["rows"] != train.rows:
+            raise ClusterError(
+                f"fit: iteration {iteration} merged {summary['rows']} rows, but the segments hold {train.rows}; "
+                f"this is a bug, please report it."
+            )
+        members = state if strategy.is_ensemble else [state]
+        return members, summary["metrics"], results[2] if evaluate else None
+
+    def _evaluation(self, state, tag: str):
+        """The merged model's loss and metrics on every validation segment, reduced by rows."""
+        client, members = self.client, self.plan.strategy.is_ensemble
+        evals = [
+            client.submit(_worker.evaluate_segment, v, state, self.job, members, pure=False)
+            for v in self.validation.futures
+        ]
+        return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), key=f"validation-{tag}")
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, result: TrainingResult) -> None:
+        from ._model_store import CHECKPOINT, save_model
+
+        db, table, name = self.plan.checkpoint
+        result.end_time = datetime.now().astimezone()
+        version = save_model(db, table, result, name=name, status=CHECKPOINT, keep=self.plan.checkpoint_keep)
+        self.last_checkpoint = (str(table), name, version)
+
+    def _checkpoint_note(self) -> str:
+        if self.last_checkpoint is None:
+            if self.plan.checkpoint is None:
+                return "No checkpoint was kept: pass checkpoint=(db, table, name) to keep progress."
+            return "No checkpoint was saved yet in this run."
+        table, name, version = self.last_checkpoint
+        return f"The last checkpoint is version {version} of {name!r} in {table!r}: continue with resume=True."
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="fit", unit="it", disable=not enabled, leave=True)
+
+
+def _postfix(entry: dict) -> dict:
+    out = {}
+    for part, prefix in (("training", ""), ("validation", "val_")):
+        for name, value in list((entry.get(part) or {}).items())[:2]:
+            out[prefix + name] = f"{value:.4f}"
+    return out
