@@ -1,8 +1,19 @@
-"""The embedded PostgreSQL server used when no DSN is given (the ``pgserver`` package)."""
+"""The embedded PostgreSQL server used when no DSN is given (the ``pgserver`` package).
+
+pgserver stops the server when the last Python process using it exits normally. Two things
+would leave it running for good, so we take care of them:
+
+- SIGTERM (a ``kill``, a CI timeout, a container stop) ends a process without running its exit
+  handlers: a process that started the server turns SIGTERM into a normal exit.
+- A process killed with SIGKILL stays listed in pgserver's ``.handle_pids.json``, and the server
+  then waits for it forever: dead processes are pruned from the list before each start.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -46,9 +57,47 @@ def embedded_dsn(data_dir: str | os.PathLike | None = None, *, announce: bool = 
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
                 warnings.simplefilter("ignore")
                 import pgserver
+                from pgserver.postgres_server import PostgresServer
 
+                with PostgresServer._lock:  # the inter-process lock pgserver takes around its pid list
+                    prune_dead_handles(path)
                 server = pgserver.get_server(path, cleanup_mode="stop")
             _servers[path] = server
+            _exit_on_sigterm()
             if announce:
                 print(f"dasktrain: using the embedded PostgreSQL server in {path}", file=sys.stderr)
     return server.get_uri()
+
+
+def prune_dead_handles(data_dir: Path) -> list[int]:
+    """Remove processes that no longer exist from pgserver's list of the server's users.
+
+    Returns the pids removed. (pgserver 0.1.x keeps the list as a JSON array in
+    ``<data_dir>/.handle_pids.json`` and stops the server only when it empties.)
+
+    >>> prune_dead_handles(Path("/nonexistent"))
+    []
+    """
+    import psutil
+
+    handles = Path(data_dir) / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return []
+    dead = [pid for pid in pids if not psutil.pid_exists(pid)]
+    if dead:
+        handles.write_text(json.dumps([pid for pid in pids if pid not in dead]))
+    return dead
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM exit normally (so the server is stopped), unless the program handles it itself."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)

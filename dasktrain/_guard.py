@@ -129,8 +129,9 @@ def gather(
                         f"killed) as many times as Dask allows (distributed.scheduler.allowed-failures)."
                     ) from None
                 raise error.with_traceback(future.traceback())
-            if future.status == "cancelled":
-                raise WorkersLost(())
+            if future.status == "cancelled":  # data it needed (scattered by the client) was lost with a worker
+                workers = client.scheduler_info(n_workers=-1)["workers"]
+                raise WorkersLost([w for w in watch if w not in workers])
         finished = sum(f.status == "finished" for f in futures)
         if bar is not None and finished > bar.n:
             bar.update(finished - bar.n)

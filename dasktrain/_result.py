@@ -26,7 +26,9 @@ class TrainingResult:
         One entry per iteration: ``iteration``, ``elapsed`` (seconds since the start),
         ``training`` (row-weighted mean of the segments' loss and metrics over the round) and,
         every ``metrics_every`` iterations when validation data is given, ``validation``
-        (loss and metrics of the merged model on the validation data).
+        (loss and metrics of the merged model on the validation data); ``rows``, the rows the
+        reducer merged (each segment counted once), and ``retries``, how many times the round
+        was run again after losing workers.
 
     Examples
     --------

@@ -124,12 +124,14 @@ class Training:
                 evaluate = self.validation is not None and (
                     iteration % plan.metrics_every == 0 or iteration == plan.iterations
                 )
-                members, training, validation = self._round(iteration, members, evaluate)
+                members, round_ = self._round(iteration, members, evaluate)
                 entry = {
                     "iteration": iteration,
                     "elapsed": elapsed_before + time.perf_counter() - clock,
-                    "training": training,
-                    "validation": validation,
+                    "training": round_["metrics"],
+                    "validation": round_["validation"],
+                    "rows": round_["rows"],
+                    "retries": round_["retries"],
                 }
                 result.history.append(entry)
                 result.members = members
@@ -151,18 +153,25 @@ class Training:
     # -- one round ---------------------------------------------------------------------------------
 
     def _round(self, iteration: int, members: list, evaluate: bool):
-        """Run one round, retrying it when workers holding its segments are lost."""
+        """Run one round; errors that end the fit say where its last checkpoint is."""
+        try:
+            return self._retried_round(iteration, members, evaluate)
+        except (TrainingDivergedError, ClusterError) as exc:
+            raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
+
+    def _retried_round(self, iteration: int, members: list, evaluate: bool):
+        """Run one round, running it again when workers holding its segments are lost."""
         for attempt in itertools.count():
             try:
-                return self._attempt(iteration, members, evaluate, attempt)
+                members, summary = self._attempt(iteration, members, evaluate, attempt)
+                return members, {**summary, "retries": attempt}
             except WorkersLost as lost:
                 affected = [k for k, w in zip(self.train.ids, self.train.holders, strict=True) if w in lost.workers]
                 segments = ", ".join(map(str, affected)) or "none"
                 if attempt >= self.plan.retries:
                     raise SegmentFailedError(
                         f"fit: iteration {iteration} failed {attempt + 1} times: workers holding segment(s) "
-                        f"{segments} left the cluster each time (retries={self.plan.retries}). "
-                        f"{self._checkpoint_note()}"
+                        f"{segments} left the cluster each time (retries={self.plan.retries})."
                     ) from None
                 logger.warning(
                     "fit: iteration %d: lost %s (segments %s); reading them again and retrying the round "
@@ -174,10 +183,6 @@ class Training:
                     self.plan.retries,
                 )
                 self.train.locate(self.client)
-            except TrainingDivergedError as exc:
-                raise TrainingDivergedError(f"{exc} {self._checkpoint_note()}") from None
-            except ClusterError as exc:
-                raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
 
     def _attempt(self, iteration: int, members: list, evaluate: bool, attempt: int):
         client, train, strategy = self.client, self.train, self.plan.strategy
@@ -212,14 +217,11 @@ class Training:
         wanted = [state, summary]
         if evaluate:
             wanted.append(self._evaluation(state, tag))
-        try:
-            results = gather(
-                client, wanted, ["the merged model", "the round", "validation"][: len(wanted)], "fit",
-                watch=set(train.holders),
-            )  # fmt: skip
-        except BaseException:
-            client.cancel([*locals_, *wanted])
-            raise
+        # On failure the round's futures are simply dropped: Dask forgets what nobody wants.
+        results = gather(
+            client, wanted, ["the merged model", "the round", "validation"][: len(wanted)], "fit",
+            watch=set(train.holders),
+        )  # fmt: skip
         state, summary = results[0], results[1]
         if summary["rows"] != train.rows:
             raise ClusterError(
@@ -227,7 +229,7 @@ class Training:
                 f"this is a bug, please report it."
             )
         members = state if strategy.is_ensemble else [state]
-        return members, summary["metrics"], results[2] if evaluate else None
+        return members, {**summary, "validation": results[2] if evaluate else None}
 
     def _evaluation(self, state, tag: str):
         """The merged model's loss and metrics on every validation segment, reduced by rows."""
