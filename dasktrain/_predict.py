@@ -312,6 +312,8 @@ def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -
     >>> finite_rows(np.array([[0.0], [np.nan]]), np.array([7, 8]), True, "segment 0").tolist()
     [True, False]
     """
+    if not len(X):
+        return None
     ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1)
     if ok.all():
         return None

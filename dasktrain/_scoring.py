@@ -69,11 +69,7 @@ def scoring_model(
             raise DataError(f"Architecture {model[1]} in {model[0]!r} has no stored weights to score with.")
         members = [unflatten_weights(blob, weight_shapes(build_model(architecture)))]
     elif isinstance(model, str | os.PathLike) and str(model).endswith(".keras"):
-        import keras
-
-        if not os.path.exists(model):
-            raise DataError(f"Model file {str(model)!r} does not exist.")
-        loaded = keras.saving.load_model(model, compile=False, safe_mode=True)
+        loaded = load_keras_file(model)
         architecture, members = loaded.to_json(), [loaded.get_weights()]
     elif isinstance(model, str):
         from ._model_store import load_members
@@ -102,6 +98,25 @@ def scoring_model(
     return ScoringModel(
         architecture, members, chosen, float(norm), class_name, x, compile_params, digest.hexdigest()[:16]
     )
+
+
+def load_keras_file(path):
+    """A ``.keras`` file loaded in Keras safe mode (no code runs); :class:`DataError` when it cannot be.
+
+    >>> load_keras_file("missing.keras")
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Model file 'missing.keras' does not exist.
+    """
+    if not os.path.exists(path):
+        raise DataError(f"Model file {str(path)!r} does not exist.")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, TypeError, OSError... for files it refuses
+        reason = str(exc).split(". ")[0]
+        raise DataError(f"Keras cannot load model file {str(path)!r} in safe mode: {reason}.") from None
 
 
 def _text(value) -> str:

@@ -372,9 +372,9 @@ def _architectures(args) -> int:
             raise DasktrainError("architectures load needs --json FILE")
         weights = None
         if args.json.endswith(".keras"):
-            import keras
+            from ._scoring import load_keras_file
 
-            model = keras.saving.load_model(args.json, compile=False, safe_mode=True)
+            model = load_keras_file(args.json)
             architecture, weights = model.to_json(), model.get_weights()
         else:
             architecture = Path(args.json).read_text()

@@ -186,3 +186,35 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(db, trained):
     out = subprocess.run([sys.executable, "-m", "dasktrain.cli", *argv], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "rows: 397" in out.stdout and "accuracy: " in out.stdout
+
+
+def test_a_scheduler_without_workers_ends_with_a_message_not_a_hang(db, trained, table_name, capsys):
+    import dask
+    from distributed import LocalCluster
+
+    argv = ["predict", "--dsn", db.dsn, "--model-table", "scoring_models", "--source", "fit_digits_test"]
+    with LocalCluster(n_workers=0, dashboard_address=None) as bare, dask.config.set({"dasktrain.worker-timeout": 1}):
+        code = cli.main([*argv, "--output", table_name, "--scheduler", bare.scheduler_address, "--quiet"])
+    assert code == 2
+    assert "no Dask worker is connected to the scheduler at tcp://" in capsys.readouterr().err
+
+
+def test_fit_at_a_scheduler_without_workers_ends_with_a_message_not_a_hang(db, digits):
+    import dask
+    from distributed import Client, LocalCluster
+    from helpers import COMPILE, mlp
+
+    import dasktrain
+    from dasktrain.errors import NoWorkersError
+
+    with LocalCluster(n_workers=0, dashboard_address=None) as bare, Client(bare) as client:
+        with (
+            dask.config.set({"dasktrain.worker-timeout": 1}),
+            pytest.raises(NoWorkersError, match="dask worker tcp://"),
+        ):
+            dasktrain.fit("fit_digits_train", mlp(), x="x", y="y", compile=COMPILE, iterations=1, db=db, client=client)
+
+
+def test_demo_with_no_workers_is_refused_at_once(capsys):
+    assert cli.main(["demo", "--workers", "0"]) == 2
+    assert "Expected a positive integer workers. Received: workers=0" in capsys.readouterr().err

@@ -46,3 +46,32 @@ def test_cursor_rolls_back_on_error(db, table_name):
     with db.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (table_name,))
         assert cur.fetchone() == (None,)
+
+
+@pytest.mark.parametrize(
+    "dsn, secret",
+    [
+        ("postgresql://u:s3cretpw@[127.0.0.1", "s3cretpw"),  # libpq echoes the URI in its error
+        ("postgresql://u:s3cret%zzpw@localhost/db", "s3cret"),  # and the bad percent-encoded token
+        ("host=localhost port=1 user=u password='s3 cret' connect_timeout=1", "s3 cret"),
+    ],
+)
+def test_malformed_or_refused_dsns_never_show_the_password(dsn, secret, monkeypatch, capsys):
+    from dasktrain import cli
+
+    with pytest.raises(DatabaseConnectionError) as info:
+        dasktrain.connect(dsn)
+    assert secret not in str(info.value) and "s3" not in str(info.value)
+    assert cli.main(["segments", "t", "--dsn", dsn]) == 2
+    monkeypatch.setenv("DASKTRAIN_DSN", dsn)
+    assert cli.main(["segments", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "s3" not in err and err.count("error:") == 2
+
+
+def test_redact_text_hides_passwords_in_any_message():
+    from dasktrain._database import redact_text
+
+    assert redact_text("password=abc host=x") == "password=*** host=x"
+    assert redact_text("at postgresql://ann:pw@db/x:") == "at postgresql://ann:***@db/x:"
+    assert redact_text("echoed s3cret%zz here", "postgresql://a:s3cret%zz@h/db") == "echoed *** here"

@@ -97,9 +97,7 @@ def _processing(client):
 
 
 @pytest.mark.slow
-def test_predict_table_writes_each_segment_once_when_a_worker_dies_after_committing(
-    db, trained, table_name, tmp_path
-):
+def test_predict_table_writes_each_segment_once_when_a_worker_dies_after_committing(db, trained, table_name, tmp_path):
     marker = tmp_path / "killed"
     with own_cluster() as (_, client):
         client.register_plugin(KillWorkerOn("_score_and_write", state="memory", once_file=str(marker)))
@@ -166,7 +164,8 @@ def test_a_read_that_keeps_losing_its_connection_ends_with_the_servers_reason(db
 
     terminator = in_background(keep_terminating)
     try:
-        with pytest.raises(ConnectionLostError, match="Reading segment [01] failed: the database connection broke") as info:
+        lost = "Reading segment [01] failed: the database connection broke"
+        with pytest.raises(ConnectionLostError, match=lost) as info:
             future.result()
         # The server's own reason, not psycopg2's "connection already closed" from a failed rollback.
         assert re.search("terminating connection|server closed the connection", str(info.value))
