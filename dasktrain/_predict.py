@@ -341,6 +341,7 @@ def run_segments(tasks: list, client, progress: bool, label: str) -> list:
         try:
             with tqdm(total=len(futures), unit="segment", desc=label, disable=not progress) as bar:
                 return gather(client, futures, [f"segment {k}" for k in range(len(futures))], label, bar=bar)
-        except BaseException:
-            client.cancel(futures)
-            raise
+        finally:
+            # Release the tasks now: results lost with a worker later are not recomputed for nothing.
+            for future in futures:
+                future.release()

@@ -27,8 +27,9 @@ class TrainingResult:
         ``training`` (row-weighted mean of the segments' loss and metrics over the round) and,
         every ``metrics_every`` iterations when validation data is given, ``validation``
         (loss and metrics of the merged model on the validation data); ``rows``, the rows the
-        reducer merged (each segment counted once), and ``retries``, how many times the round
-        was run again after losing workers.
+        reducer merged (each segment counted once); ``retries``, how many times the round was
+        run again after losing workers; and ``moved``, the segments moved (with their state) to
+        another worker before the round, to even out the workers.
 
     Examples
     --------

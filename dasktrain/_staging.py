@@ -150,7 +150,13 @@ class SegmentWriter:
                 with transaction(conn) as cur:
                     # A second run of the same segment waits here, then finds the first one's line.
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (self.label, segment))
-                    cur.execute(self.recorded, (segment,))
+                    try:
+                        cur.execute(self.recorded, (segment,))
+                    except psycopg2.errors.UndefinedTable:
+                        raise SchemaError(
+                            f"The job writing into {self.label!r} has ended (published or abandoned): this late "
+                            f"run of segment {segment} writes nothing."
+                        ) from None
                     done = cur.fetchone()
                     if done is not None:
                         return int(done[0])

@@ -66,6 +66,47 @@ class ClusterSegments:
         segments.locate(client)
         return segments
 
+    def balance(self, client, fit_id: str, iteration: int) -> dict:
+        """Move segments from the busiest workers to idle ones until their counts differ by at most one.
+
+        Dask may read most segments on one worker, and after a worker is lost its segments are read
+        again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
+        state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
+        """
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        counts = {w: 0 for w in workers}
+        for holder in self.holders:
+            counts[holder] = counts.get(holder, 0) + 1
+        carried, moved = {}, []
+        while True:
+            busiest, idlest = max(counts, key=counts.get), min(counts, key=counts.get)
+            if counts[busiest] - counts[idlest] <= 1:
+                break
+            i = len(self.holders) - 1 - self.holders[::-1].index(busiest)
+            segment = self.ids[i]
+            # Loose placement: were either worker lost, Dask must be free to redo these elsewhere.
+            carried[segment] = client.submit(
+                _worker.export_state,
+                fit_id,
+                segment,
+                iteration - 1,
+                workers=[busiest],
+                allow_other_workers=True,
+                pure=False,
+            )
+            self.futures[i] = client.submit(
+                _worker.same, self.futures[i], workers=[idlest], allow_other_workers=True, pure=False
+            )
+            self.holders[i] = idlest
+            counts[busiest] -= 1
+            counts[idlest] += 1
+            moved.append(segment)
+        if moved:
+            logger.info("fit: iteration %d: segments %s moved to even out the workers", iteration, moved)
+            gather(client, [*carried.values(), *self.futures], ["state"] * len(carried) + ["segment"] * len(self.ids),
+                   "fit", fetch=False)  # fmt: skip
+        return carried
+
     def locate(self, client) -> None:
         """Wait until every segment is in some worker's memory (re-read if lost) and note where."""
         gather(client, self.futures, [f"segment {k}" for k in self.ids], "fit", fetch=False)
@@ -132,6 +173,7 @@ class Training:
                     "validation": round_["validation"],
                     "rows": round_["rows"],
                     "retries": round_["retries"],
+                    "moved": round_["moved"],
                 }
                 result.history.append(entry)
                 result.members = members
@@ -160,12 +202,24 @@ class Training:
             raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
 
     def _retried_round(self, iteration: int, members: list, evaluate: bool):
-        """Run one round, running it again when workers holding its segments are lost."""
+        """Run one round, running it again when workers holding its segments are lost.
+
+        A retry trains again only the segments whose work was lost: segments already trained on
+        workers that are still there keep their result (each segment is still merged once).
+        """
+        trained: dict[int, object] = {}
+        self.carried = self.train.balance(self.client, self.job.fit_id, iteration)
+        moved = sorted(self.carried)
         for attempt in itertools.count():
             try:
-                members, summary = self._attempt(iteration, members, evaluate, attempt)
-                return members, {**summary, "retries": attempt}
+                members, summary = self._attempt(iteration, members, evaluate, attempt, trained)
+                return members, {**summary, "retries": attempt, "moved": moved}
             except WorkersLost as lost:
+                trained = {
+                    k: future
+                    for k, future in trained.items()
+                    if future.status == "finished" and self.train.holders[self.train.ids.index(k)] not in lost.workers
+                }
                 affected = [k for k, w in zip(self.train.ids, self.train.holders, strict=True) if w in lost.workers]
                 segments = ", ".join(map(str, affected)) or "none"
                 if attempt >= self.plan.retries:
@@ -183,8 +237,13 @@ class Training:
                     self.plan.retries,
                 )
                 self.train.locate(self.client)
+                self.carried = {}  # moved segments restart like lost ones
 
-    def _attempt(self, iteration: int, members: list, evaluate: bool, attempt: int):
+    def _attempt(self, iteration: int, members: list, evaluate: bool, attempt: int, trained: dict):
+        """Submit the round (reusing ``trained``'s finished segments), wait, check the rows merged.
+
+        ``trained`` is filled with this attempt's training futures by segment, for a retry to reuse.
+        """
         client, train, strategy = self.client, self.train, self.plan.strategy
         tag = f"{iteration}-{attempt}-{uuid.uuid4().hex[:8]}"
         if strategy.is_ensemble:
@@ -193,21 +252,22 @@ class Training:
         else:
             center = client.scatter([members[0]], hash=False)[0]
             starts = [center] * len(train.ids)
-        locals_ = [
-            client.submit(
-                _worker.train_segment,
-                data,
-                start,
-                self.job,
-                segment,
-                iteration,
-                strategy,
-                workers=[holder],
-                allow_other_workers=False,  # the segment's state is there; a lost worker is handled here
-                key=f"train-segment-{tag}-{segment}",
-            )
-            for data, start, segment, holder in zip(train.futures, starts, train.ids, train.holders, strict=True)
-        ]
+        for data, start, segment, holder in zip(train.futures, starts, train.ids, train.holders, strict=True):
+            if segment not in trained:
+                trained[segment] = client.submit(
+                    _worker.train_segment,
+                    data,
+                    start,
+                    self.job,
+                    segment,
+                    iteration,
+                    strategy,
+                    self.carried.get(segment),
+                    workers=[holder],
+                    allow_other_workers=False,  # the segment's state is there; a lost worker is handled here
+                    key=f"train-segment-{tag}-{segment}",
+                )
+        locals_ = [trained[segment] for segment in train.ids]
         total = tree_reduce(client, locals_, _worker.merge)
         summary = client.submit(_worker.round_summary, total, key=f"round-summary-{tag}")
         if strategy.is_ensemble:

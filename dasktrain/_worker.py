@@ -207,18 +207,25 @@ def segment_stats(data: SegmentData) -> SegmentStats:
 
 
 def train_segment(
-    data: SegmentData, start: list[np.ndarray] | None, job: Job, segment: int, iteration: int, strategy: Strategy
+    data: SegmentData,
+    start: list[np.ndarray] | None,
+    job: Job,
+    segment: int,
+    iteration: int,
+    strategy: Strategy,
+    carried: SegmentState | None = None,
 ) -> WeightedSum:
     """One round of local training on one segment; returns its weights, rows and metrics (row-weighted).
 
     ``start`` is the center of the previous round (for ensembles: the member's weights, or None
     when this worker holds them). A segment that keeps its own weights (EASGD, Ensemble) starts
     from them, pulled towards the center by the strategy; one whose state was lost with its
-    worker starts from ``start`` with a fresh optimizer.
+    worker starts from ``start`` with a fresh optimizer. ``carried`` is the state of a segment
+    just moved here from another worker.
     """
     plugin = _plugin()
     slot = plugin.slot(job)
-    previous = plugin.state(job.fit_id, segment, iteration - 1)
+    previous = plugin.state(job.fit_id, segment, iteration - 1) or carried
     if previous is not None and previous.weights is not None:
         weights = strategy.local(previous.weights, start)
     elif start is not None:
@@ -260,6 +267,16 @@ def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[np.ndarray, np
     count = min(data.rows, job.sync_every * job.batch_size)
     index = (start + np.arange(count)) % data.rows
     return data.X[index], data.y[index], int((start + count) % data.rows)
+
+
+def export_state(fit_id: str, segment: int, iteration: int) -> SegmentState | None:
+    """The segment's state after ``iteration`` on this worker, to carry to the worker it moves to."""
+    return _plugin().state(fit_id, segment, iteration)
+
+
+def same(value):
+    """``value`` itself: run on another worker, a copy of a result there."""
+    return value
 
 
 def merge(*parts: WeightedSum) -> WeightedSum:

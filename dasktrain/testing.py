@@ -7,6 +7,10 @@ Use them in your own tests with ``pytest_plugins = ["dasktrain.testing"]`` in ``
 - ``client``: a ``distributed.Client`` on a ``LocalCluster`` of 2 worker processes, 1 thread each.
 - ``table_name``: a fresh table name, dropped (with its summary and leaves) after the test.
 
+Fault injection, to check that a pipeline survives what a cluster does to it: :class:`KillWorkerOn`
+(a worker plugin that SIGKILLs its own process when a chosen task starts or finishes),
+:func:`kill_worker_running`, :func:`backends_waiting` and :func:`wait_until`.
+
 Examples
 --------
 >>> def test_load(db, table_name):  # doctest: +SKIP
@@ -22,7 +26,20 @@ import uuid
 import pytest
 from psycopg2 import sql
 
+from ._chaos import KillWorkerOn, backends_waiting, kill_worker_running, wait_until
 from ._database import Database, connect
+
+__all__ = [
+    "KillWorkerOn",
+    "backends_waiting",
+    "client",
+    "db",
+    "drop_tables",
+    "kill_worker_running",
+    "table_exists",
+    "table_name",
+    "wait_until",
+]
 
 TEST_DSN_ENV = "DASKTRAIN_TEST_DSN"
 

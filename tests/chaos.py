@@ -1,42 +1,15 @@
-"""Fault injection for the reliability tests: real processes killed, real backends terminated.
+"""Helpers of the reliability tests: a cluster of their own, background faults, racing processes.
 
-Importable by worker processes (pytest puts ``tests/`` on the path they inherit).
+The fault injectors themselves are public, in :mod:`dasktrain.testing`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import threading
-import time
 
 import numpy as np
-from distributed import Client, LocalCluster, WorkerPlugin
-
-
-class KillWorkerOn(WorkerPlugin):
-    """SIGKILL the worker's own process when a task whose key starts with ``prefix`` reaches ``state``.
-
-    ``state`` is a worker task state: ``"executing"`` (it started) or ``"memory"`` (it finished, its
-    result is on this worker). With ``once_file``, only the first match in the whole cluster kills.
-    """
-
-    name = "chaos-kill-worker"
-
-    def __init__(self, prefix: str, state: str = "executing", suffix: str = "", once_file: str | None = None):
-        self.prefix, self.state, self.suffix, self.once_file = prefix, state, suffix, once_file
-
-    def transition(self, key, start, finish, **kwargs):
-        text = str(key[0] if isinstance(key, tuple) else key)
-        if finish != self.state or not text.startswith(self.prefix) or not str(key).endswith(self.suffix):
-            return
-        if self.once_file is not None:
-            try:
-                os.close(os.open(self.once_file, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
-        os.kill(os.getpid(), signal.SIGKILL)
+from distributed import Client, LocalCluster
 
 
 @contextlib.contextmanager
@@ -60,41 +33,6 @@ def in_background(work) -> threading.Thread:
     thread.error = None
     thread.start()
     return thread
-
-
-def kill_worker_running(client, prefix: str, timeout: float = 120.0) -> str:
-    """Wait for a task whose key starts with ``prefix`` to be processing, then SIGKILL its worker."""
-    pids = client.run(os.getpid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for worker, keys in client.processing().items():
-            if any(str(k).startswith(prefix) for k in keys):
-                os.kill(pids[worker], signal.SIGKILL)
-                return worker
-        time.sleep(0.02)
-    raise TimeoutError(f"no task {prefix}* ran within {timeout} s")
-
-
-def wait_until(condition, timeout: float = 60.0, every: float = 0.02):
-    """Poll ``condition()`` until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"condition not met within {timeout} s")
-
-
-def backends_waiting(db, query_start: str) -> list[int]:
-    """Pids of server backends blocked on a lock while running a query that starts with ``query_start``."""
-    with db.cursor() as cur:
-        cur.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s AND pid <> "
-            "pg_backend_pid()",
-            (query_start + "%",),
-        )
-        return [row[0] for row in cur.fetchall()]
 
 
 # -- run in separate processes (multiprocessing "spawn"): two writers racing ------------------------

@@ -11,19 +11,13 @@ import time
 import dask
 import numpy as np
 import pytest
-from chaos import (
-    KillWorkerOn,
-    backends_waiting,
-    in_background,
-    kill_worker_running,
-    own_cluster,
-    wait_until,
-)
+from chaos import in_background, own_cluster
 from helpers import COMPILE, mlp
 
 import dasktrain
 import loaders
 from dasktrain.errors import ConnectionLostError, NoWorkersError, SegmentFailedError
+from dasktrain.testing import KillWorkerOn, backends_waiting, kill_worker_running, wait_until
 
 SOURCE = "fit_digits_test"  # 397 rows in 2 segments
 
@@ -38,7 +32,7 @@ def _fit(db, client, **kwargs):
 
 def _staging_tables(db):
     with db.cursor() as cur:
-        cur.execute(r"SELECT relname FROM pg_class WHERE relname LIKE 'dasktrain\_staging\_%'")
+        cur.execute(r"SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'dasktrain\_staging\_%'")
         return sorted(r[0] for r in cur.fetchall())
 
 
@@ -219,9 +213,9 @@ def test_a_server_restart_during_a_checkpoint_is_ridden_out(own_server, client, 
     assert _checkpoints(db) == [3, 4]  # every checkpoint was saved; the last two are kept
 
 
-def _checkpoints(db):
+def _checkpoints(db, table="ck"):
     try:
-        return [m["version"] for m in dasktrain.list_models(db, "ck")]
+        return [m["version"] for m in dasktrain.list_models(db, table)]
     except dasktrain.errors.DasktrainError:
         return []
 
@@ -289,3 +283,35 @@ def test_a_stale_pid_file_left_by_sigkill_does_not_keep_the_server_running(tmp_p
     assert psutil.pid_exists(pid)
     subprocess.run([sys.executable, "-c", "import dasktrain; dasktrain.connect()"], env=env, check=True)
     wait_until(lambda: not psutil.pid_exists(pid), timeout=30)
+
+
+# -- a worker joining mid-fit -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_segments_move_to_a_worker_that_joins_with_their_optimizer_state(db, digits, trained, table_name):
+    start = mlp(seed=5).get_weights()
+    options = dict(iterations=4, fit={"shuffle": False, "batch_size": 64}, initial_weights=start)
+    with own_cluster(n_workers=1) as (_, client):
+        alone = _fit(db, client, **options)
+    dasktrain.save_model(db, table_name, trained, name="other")  # the checkpoint table exists...
+    locker = db.connection()
+    with locker.cursor() as cur:  # ... and its first checkpoint save will wait until a worker has joined
+        cur.execute(f"LOCK TABLE {table_name}_summary IN ACCESS EXCLUSIVE MODE")
+
+    def add_a_worker_during_the_first_checkpoint():
+        wait_until(lambda: backends_waiting(db, "LOCK TABLE"), timeout=120)
+        cluster.scale(2)
+        client.wait_for_workers(2)
+        locker.rollback()
+
+    with own_cluster(n_workers=1) as (cluster, client):
+        grower = in_background(add_a_worker_during_the_first_checkpoint)
+        joined = _fit(db, client, checkpoint=(db, table_name, "m"), **options)
+        grower.join()
+    locker.close()
+    assert grower.error is None, grower.error
+    assert [h["moved"] for h in joined.history] == [[], [1], [], []]
+    # The moved segment carried its Adam moments: training is exactly what one worker would do.
+    for a, b in zip(alone.weights, joined.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
