@@ -268,7 +268,7 @@ def checkpoint_restart(x, y, args) -> list[str]:
     try:
         with dasktrain.cluster(n_workers=2) as cluster, Client(cluster) as client:
             for run in range(-1, args.repeats * 2):  # run -1 warms the workers up, untimed
-                faulted = run % 2 == 1
+                faulted = run >= 0 and run % 2 == 1
                 table = f"ck{run + 1}"
                 blip = threading.Thread(target=_restart_during_second_checkpoint, args=(own, table, server, pg_ctl))
                 if faulted:

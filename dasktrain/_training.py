@@ -73,10 +73,10 @@ class ClusterSegments:
         again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
         state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
         """
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        counts = {w: 0 for w in workers}
+        counts = {w: 0 for w in client.scheduler_info(n_workers=-1)["workers"]}
         for holder in self.holders:
-            counts[holder] = counts.get(holder, 0) + 1
+            if holder in counts:  # a holder that left is dealt with when the round runs
+                counts[holder] += 1
         carried, moved = {}, []
         while True:
             busiest, idlest = max(counts, key=counts.get), min(counts, key=counts.get)
