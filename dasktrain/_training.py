@@ -142,8 +142,8 @@ class Training:
             epochs=plan.epochs,
             sync_every=plan.sync_every,
             shuffle=bool(plan.fit_params.get("shuffle", True)),
-            first_iteration=done + 1,
         )
+        self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
         from ._fit import class_values
 
         frame = plan.data.repartition(npartitions=1) if plan.strategy.centralized else plan.data
@@ -247,7 +247,7 @@ class Training:
         client, train, strategy = self.client, self.train, self.plan.strategy
         tag = f"{iteration}-{attempt}-{uuid.uuid4().hex[:8]}"
         if strategy.is_ensemble:
-            first = attempt > 0 or iteration == self.job.first_iteration
+            first = attempt > 0 or iteration == self.first_iteration
             starts = client.scatter(members, hash=False) if first else [None] * len(train.ids)
         else:
             center = client.scatter([members[0]], hash=False)[0]

@@ -41,7 +41,6 @@ class Job:
     epochs: int = 1
     sync_every: int | None = None
     shuffle: bool = True
-    first_iteration: int = 1  # later than 1 when resuming from a checkpoint
     model_key: str = field(init=False)
 
     def __post_init__(self):

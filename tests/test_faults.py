@@ -61,6 +61,19 @@ def test_fit_survives_a_worker_killed_mid_round(db, digits):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", [dasktrain.EASGD(alpha=0.5, beta=0.9), dasktrain.Ensemble()], ids=repr)
+def test_strategies_that_keep_segment_weights_survive_a_killed_worker(db, digits, strategy):
+    with own_cluster() as (_, client):
+        killer = in_background(lambda: kill_worker_running(client, "train-segment-2-"))
+        result = _fit(db, client, iterations=4, strategy=strategy, validation=SOURCE)
+        killer.join()
+    assert killer.error is None
+    assert [h["rows"] for h in result.history] == [1400] * 4 and result.history[1]["retries"] == 1
+    assert len(result.members) == (2 if strategy.is_ensemble else 1)
+    assert result.metric("accuracy", "validation")[-1] > 0.7
+
+
+@pytest.mark.slow
 def test_a_segment_that_kills_its_worker_every_time_ends_fit_naming_it(db, digits, table_name):
     with own_cluster() as (_, client):
         client.register_plugin(KillWorkerOn("train-segment-2-", suffix="-1"))  # segment 1, iteration 2
