@@ -8,6 +8,10 @@ has cores, so both use the same CPU. Measured side by side in one run, median of
 turns after a warm-up (TensorFlow's start and the model's first build are not counted on either side).
 
 Goal (issue 3): dasktrain.fit <= 1.25x the plain time; aim <= 1.05x.
+
+With ``--rounds R --sync-every K`` it also measures the cost of one round: R rounds of K minibatches
+(``sync_every=K``) against plain ``model.fit`` over the same R*K minibatches; the difference
+divided by R is what each round adds (merge, weights in and out, optimizer state, scheduling).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=60000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=0, help="also time this many short rounds (0: skip)")
+    p.add_argument("--sync-every", type=int, default=4, help="minibatches per short round")
     args = p.parse_args()
     cores = os.cpu_count() or 1
     x, y, source = fashion_or_generated(args.rows)
@@ -71,6 +77,8 @@ def main() -> None:
             {"plain keras model.fit, 1 process": plain_fit, "dasktrain.fit, 1 segment on 1 worker": dask_fit},
             args.repeats,
         )
+        if args.rounds:
+            per_round(model, start, features, y, ddf, client, args)
     plain, dask_time = results.values()
     print(f"\ntraining overhead: {len(x):,} rows ({source}), seed CNN, batch 128, 1 epoch")
     print(f"machine: {machine()}; worker threads = {cores}; median of {args.repeats} repeats after a warm-up\n")
@@ -79,6 +87,29 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"| {name:<40} | {seconds:8.2f} | {seconds / plain:6.3f} |")
     print(f"\ndasktrain.fit / plain fit: {dask_time / plain:.3f}x  (required <= 1.25x, aim <= 1.05x)")
+
+
+def per_round(model, start, features, y, ddf, client, args) -> None:
+    """Seconds each round adds: R rounds of K minibatches against one fit over the same minibatches."""
+    rows = args.rounds * args.sync_every * 128
+
+    def plain():
+        model.set_weights(start)
+        model.fit(features[:rows], y[:rows], batch_size=128, epochs=1, verbose=0, shuffle=False)
+
+    def rounds():
+        dasktrain.fit(
+            ddf, model, x="x", y="y", compile=COMPILE, fit={"batch_size": 128, "shuffle": False},
+            iterations=args.rounds, sync_every=args.sync_every, initial_weights=start, normalizing_const=255.0,
+            client=client, progress=False,
+        )  # fmt: skip
+
+    times = interleaved_medians({f"plain, {rows:,} rows": plain, f"{args.rounds} rounds": rounds}, args.repeats)
+    plain_s, rounds_s = times.values()
+    print(
+        f"\n{args.rounds} rounds of {args.sync_every} minibatches: {rounds_s:.2f} s against {plain_s:.2f} s in one "
+        f"fit: {1000 * (rounds_s - plain_s) / args.rounds:.0f} ms per round"
+    )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def demo_data(say=print, directory=None):
 def demo(
     *,
     dsn: str | None = None,
-    strategy: str = "averaging",
+    strategy: str = "slowmo",
     segments: int = 4,
     iterations: int = 3,
     workers: int = 2,

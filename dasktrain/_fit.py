@@ -16,7 +16,7 @@ from ._names import identifier
 from ._params import COMPILE_KEYS, FIT_KEYS, MAX_BATCH_SIZE, parse_params, positive_int
 from ._result import TrainingResult
 from .errors import DataError, SchemaError
-from .strategies import Averaging, Strategy
+from .strategies import SlowMo, Strategy
 
 
 def fit(
@@ -40,6 +40,7 @@ def fit(
     checkpoint_keep: int | None = 2,
     resume: bool = False,
     retries: int = 2,
+    seed: int | None = None,
     client=None,
     db=None,
     progress: bool = True,
@@ -75,7 +76,9 @@ def fit(
         Keras fit arguments: ``batch_size`` (default 32), ``epochs`` per round (default 1), ``shuffle``.
     iterations : int
         Number of rounds.
-    strategy : Strategy, default Averaging()
+    strategy : Strategy, default SlowMo()
+        :class:`SlowMo` (averaging with outer Nesterov momentum and the segments' learning rate
+        scaled by √segments: the default, which matches one process's accuracy per epoch best),
         :class:`Averaging`, :class:`EASGD`, :class:`Ensemble` or :class:`Centralized`.
     validation : dask.dataframe.DataFrame or str, optional
         Data evaluated with the merged model every ``metrics_every`` iterations (and at the last).
@@ -99,6 +102,9 @@ def fit(
     retries : int, default 2
         How many times a round may be retried after losing workers before ``fit`` gives up with
         :class:`~dasktrain.errors.SegmentFailedError` naming the segments and the last checkpoint.
+    seed : int, optional
+        Seeds each round's shuffle of each segment (from ``seed``, the segment and the iteration),
+        so that a run, or a resumed run, replays the same order. Default: Keras's own shuffling.
     client : distributed.Client, optional
         Default: the current client, else a local cluster from :func:`cluster` for this call.
     db : Database or str, optional
@@ -148,11 +154,16 @@ class _Plan:
         if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or retries < 0:
             raise DataError(f"Expected retries as a whole number >= 0. Received: retries={retries!r}")
         self.retries = int(retries)
+        seed = kw["seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise DataError(f"Expected seed as a whole number >= 0 or None. Received: seed={seed!r}")
+        self.seed = None if seed is None else int(seed)
         self.sync_every = None if kw["sync_every"] is None else positive_int(kw["sync_every"], "sync_every")
-        self.strategy = Averaging() if kw["strategy"] is None else kw["strategy"]
+        self.strategy = SlowMo() if kw["strategy"] is None else kw["strategy"]
         if not isinstance(self.strategy, Strategy):
             raise TypeError(
-                f"Expected strategy=Averaging(), EASGD(...), Ensemble() or Centralized(). Received: {self.strategy!r}"
+                f"Expected strategy=SlowMo(...), Averaging(), EASGD(...), Ensemble() or Centralized(). "
+                f"Received: {self.strategy!r}"
             )
         self.strategy.validate()
         self.early = EarlyStopping.of(kw["early_stopping"])
@@ -264,6 +275,8 @@ class _Plan:
                         f"cannot take: resume with the model that was checkpointed."
                     )
                 result.architecture = self.architecture
+                if type(result.strategy) is not type(self.strategy):
+                    result.outer_state = None  # another strategy's state means nothing to this one
                 result.strategy = self.strategy
                 result.fit_params, result.compile_params = self.fit_params, self.compile_params
                 self._describe(result)

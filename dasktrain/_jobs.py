@@ -16,6 +16,7 @@ FIT_KEYS = {
     "fit",
     "iterations",
     "strategy",
+    "strategy_params",
     "alpha",
     "beta",
     "validation",

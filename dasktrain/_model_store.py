@@ -21,6 +21,7 @@ from ._names import TableName, identifier
 from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
 from ._result import TrainingResult, ensemble_model
 from ._retry import retrying
+from ._state_table import delete_states, read_states, write_states
 from ._version import __version__ as _version
 from .errors import SchemaError
 
@@ -113,6 +114,7 @@ def save_model(
     description: str | None = None,
     status: str = FINAL,
     keep: int | None = None,
+    segment_states: dict | None = None,
 ) -> int:
     """Write a trained model as the next version of ``name`` in a MADlib-compatible model table.
 
@@ -135,6 +137,9 @@ def save_model(
     keep : int, optional
         With ``status="checkpoint"``: delete older checkpoint versions of ``name`` in the same
         transaction so that only the newest ``keep`` remain (final versions are never deleted).
+    segment_states : dict, optional
+        Each segment's optimizer state (``fit`` passes them with its checkpoints), kept in
+        ``<table>_fit_state`` with the strategy's own state so that ``resume`` continues exactly.
 
     Returns
     -------
@@ -176,6 +181,8 @@ def save_model(
                 ),
                 list(values.values()),
             )
+            if segment_states or result.outer_state is not None:
+                write_states(cur, table_name, model_name, version, segment_states or {}, result.outer_state)
             if status == CHECKPOINT and keep is not None:
                 _prune_checkpoints(cur, table_name, summary, model_name, keep)
             return version
@@ -246,6 +253,7 @@ def _prune_checkpoints(cur, table: TableName, summary: TableName, name: str, kee
     if old:
         for target in (table, summary):
             cur.execute(sql.SQL("DELETE FROM {} WHERE name = %s AND version = ANY(%s)").format(target.sql), (name, old))
+        delete_states(cur, table, name, old)
 
 
 def _text(value) -> str:
@@ -343,12 +351,15 @@ def load_model(db: Database | str | None, table: str, name: str | None = None, v
 
 
 def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
-    """A stored version as a :class:`TrainingResult` (used to resume from a checkpoint)."""
+    """A stored version as a :class:`TrainingResult`, with its fit state (used to resume from a checkpoint)."""
     from .strategies import strategy_named
 
+    db = connect(db)
     architecture, members, s = load_members(db, table, name, version)
     strategy = strategy_named(s["strategy"], **(s["strategy_params"] or {}))
     history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
+    with db.cursor() as cur:
+        segment_states, outer_state = read_states(cur, TableName.parse(table), s["name"], s["version"])
     return TrainingResult(
         architecture=architecture,
         members=members,
@@ -363,6 +374,8 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
         num_segments=s["num_segments"] or 0,
         start_time=s["start_training_time"],
         end_time=s["end_training_time"],
+        outer_state=outer_state,
+        segment_states=segment_states or None,
     )
 
 
@@ -401,4 +414,6 @@ def delete_model(db: Database | str | None, table: str, name: str, version: int 
         params = (name,) if version is None else (name, int(version))
         cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(table_name.sql) + condition, params)
         cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(summary.sql) + condition, params)
-        return cur.rowcount
+        deleted = cur.rowcount
+        delete_states(cur, table_name, name, None if version is None else [int(version)])
+        return deleted

@@ -36,8 +36,8 @@ def positive_int(value, label: str, *, maximum: int | None = None) -> int:
     return int(value)
 
 
-def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str]) -> dict:
-    """Parse ``"a=1, b='x'"`` (or take a dict) into a dict of literals, checking the keys.
+def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str] | None) -> dict:
+    """Parse ``"a=1, b='x'"`` (or take a dict) into a dict of literals, checking the keys (unless ``allowed`` is None).
 
     >>> parse_params("optimizer='adam', metrics=['accuracy']", what="compile", allowed=COMPILE_KEYS)
     {'optimizer': 'adam', 'metrics': ['accuracy']}
@@ -50,7 +50,7 @@ def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str]) 
         result = _parse_keywords(params, what)
     else:
         raise TypeError(f"Expected {what} parameters as a dict or a string. Received: {type(params).__name__}")
-    unknown = sorted(set(result) - allowed)
+    unknown = sorted(set(result) - allowed) if allowed is not None else []
     if unknown:
         raise DataError(f"Unknown {what} parameter {unknown[0]!r}. Known: {', '.join(sorted(allowed))}.")
     return result

@@ -59,6 +59,8 @@ class TrainingResult:
     start_time: datetime | None = None
     end_time: datetime | None = None
     stopped_early: bool = False
+    outer_state: list | None = None  # the strategy's own state after the last round (SlowMo's momentum)
+    segment_states: dict | None = None  # {segment: SegmentState} of a checkpoint, for an exact resume
 
     @property
     def weights(self) -> list[np.ndarray]:

@@ -11,8 +11,10 @@ is run again from the kept center, each segment counted exactly once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
+import operator
 import time
 import uuid
 from dataclasses import dataclass
@@ -142,18 +144,21 @@ class Training:
             epochs=plan.epochs,
             sync_every=plan.sync_every,
             shuffle=bool(plan.fit_params.get("shuffle", True)),
+            seed=plan.seed,
         )
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
         from ._fit import class_values
 
         frame = plan.data.repartition(npartitions=1) if plan.strategy.centralized else plan.data
         self.train = ClusterSegments.prepare(client, frame, plan, "data")
+        self.job = dataclasses.replace(self.job, segments=len(self.train.ids))
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
         result.class_values = class_values(self.train.stats, plan.output_shape)
         self.validation = None
         if plan.validation is not None:
             self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation")
+        self.resumed = self._resumed_states(result)
 
         members = result.members
         if plan.strategy.is_ensemble and len(members) != len(self.train.ids):
@@ -165,7 +170,7 @@ class Training:
                 evaluate = self.validation is not None and (
                     iteration % plan.metrics_every == 0 or iteration == plan.iterations
                 )
-                members, round_ = self._round(iteration, members, evaluate)
+                members, round_ = self._round(iteration, members, result.outer_state, evaluate)
                 entry = {
                     "iteration": iteration,
                     "elapsed": elapsed_before + time.perf_counter() - clock,
@@ -176,12 +181,12 @@ class Training:
                     "moved": round_["moved"],
                 }
                 result.history.append(entry)
-                result.members = members
+                result.members, result.outer_state = members, round_["outer_state"]
                 bar.set_postfix(_postfix(entry), refresh=False)
                 bar.update(1)
                 stop = plan.early is not None and plan.early.update(plan.monitored(entry))
                 if plan.checkpoint and (iteration % plan.checkpoint_every == 0 or stop):
-                    self._save_checkpoint(result)
+                    self._save_checkpoint(result, iteration)
                 if stop:
                     result.stopped_early = True
                     break
@@ -194,25 +199,26 @@ class Training:
 
     # -- one round ---------------------------------------------------------------------------------
 
-    def _round(self, iteration: int, members: list, evaluate: bool):
+    def _round(self, iteration: int, members: list, outer_state, evaluate: bool):
         """Run one round; errors that end the fit say where its last checkpoint is."""
         try:
-            return self._retried_round(iteration, members, evaluate)
+            return self._retried_round(iteration, members, outer_state, evaluate)
         except (TrainingDivergedError, ClusterError) as exc:
             raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
 
-    def _retried_round(self, iteration: int, members: list, evaluate: bool):
+    def _retried_round(self, iteration: int, members: list, outer_state, evaluate: bool):
         """Run one round, running it again when workers holding its segments are lost.
 
         A retry trains again only the segments whose work was lost: segments already trained on
         workers that are still there keep their result (each segment is still merged once).
         """
         trained: dict[int, object] = {}
-        self.carried = self.train.balance(self.client, self.job.fit_id, iteration)
-        moved = sorted(self.carried)
+        moved_states = self.train.balance(self.client, self.job.fit_id, iteration)
+        moved = sorted(moved_states)
+        self.carried, self.resumed = {**moved_states, **self.resumed}, {}
         for attempt in itertools.count():
             try:
-                members, summary = self._attempt(iteration, members, evaluate, attempt, trained)
+                members, summary = self._attempt(iteration, members, outer_state, evaluate, attempt, trained)
                 return members, {**summary, "retries": attempt, "moved": moved}
             except WorkersLost as lost:
                 trained = {
@@ -239,7 +245,7 @@ class Training:
                 self.train.locate(self.client)
                 self.carried = {}  # moved segments restart like lost ones
 
-    def _attempt(self, iteration: int, members: list, evaluate: bool, attempt: int, trained: dict):
+    def _attempt(self, iteration: int, members: list, outer_state, evaluate: bool, attempt: int, trained: dict):
         """Submit the round (reusing ``trained``'s finished segments), wait, check the rows merged.
 
         ``trained`` is filled with this attempt's training futures by segment, for a retry to reuse.
@@ -252,6 +258,8 @@ class Training:
         else:
             center = client.scatter([members[0]], hash=False)[0]
             starts = [center] * len(train.ids)
+            if outer_state is not None:  # the strategy's own state (momentum) goes to the merge only
+                outer_state = client.scatter([outer_state], hash=False)[0]
         for data, start, segment, holder in zip(train.futures, starts, train.ids, train.holders, strict=True):
             if segment not in trained:
                 trained[segment] = client.submit(
@@ -271,12 +279,15 @@ class Training:
         total = tree_reduce(client, locals_, _worker.merge)
         summary = client.submit(_worker.round_summary, total, key=f"round-summary-{tag}")
         if strategy.is_ensemble:
-            state = client.submit(_worker.collect, *locals_, key=f"ensemble-members-{tag}")
+            state = model = client.submit(_worker.collect, *locals_, key=f"ensemble-members-{tag}")
         else:
-            state = client.submit(_worker.new_center, total, center, strategy, iteration, key=f"new-center-{tag}")
+            state = client.submit(
+                _worker.new_center, total, center, outer_state, strategy, iteration, key=f"new-center-{tag}"
+            )
+            model = client.submit(operator.itemgetter(0), state, key=f"center-weights-{tag}")
         wanted = [state, summary]
         if evaluate:
-            wanted.append(self._evaluation(state, tag))
+            wanted.append(self._evaluation(model, tag))
         # On failure the round's futures are simply dropped: Dask forgets what nobody wants.
         results = gather(
             client, wanted, ["the merged model", "the round", "validation"][: len(wanted)], "fit",
@@ -288,8 +299,8 @@ class Training:
                 f"fit: iteration {iteration} merged {summary['rows']} rows, but the segments hold {train.rows}; "
                 f"this is a bug, please report it."
             )
-        members = state if strategy.is_ensemble else [state]
-        return members, {**summary, "validation": results[2] if evaluate else None}
+        members, outer_state = (state, None) if strategy.is_ensemble else ([state[0]], state[1])
+        return members, {**summary, "validation": results[2] if evaluate else None, "outer_state": outer_state}
 
     def _evaluation(self, state, tag: str):
         """The merged model's loss and metrics on every validation segment, reduced by rows."""
@@ -302,13 +313,51 @@ class Training:
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
-    def _save_checkpoint(self, result: TrainingResult) -> None:
+    def _save_checkpoint(self, result: TrainingResult, iteration: int) -> None:
         from ._model_store import CHECKPOINT, save_model
 
         db, table, name = self.plan.checkpoint
         result.end_time = datetime.now().astimezone()
-        version = save_model(db, table, result, name=name, status=CHECKPOINT, keep=self.plan.checkpoint_keep)
+        version = save_model(
+            db, table, result, name=name, status=CHECKPOINT, keep=self.plan.checkpoint_keep,
+            segment_states=self._segment_states(iteration),
+        )  # fmt: skip
         self.last_checkpoint = (str(table), name, version)
+
+    def _segment_states(self, iteration: int) -> dict | None:
+        """Every segment's state after ``iteration``, fetched from the workers holding them.
+
+        None when a worker was lost meanwhile: the checkpoint then keeps the model only, and a
+        resume starts the segments' optimizers afresh.
+        """
+        train = self.train
+        futures = [
+            self.client.submit(_worker.export_state, self.job.fit_id, segment, iteration, workers=[holder], pure=False)
+            for segment, holder in zip(train.ids, train.holders, strict=True)
+        ]
+        try:
+            states = gather(self.client, futures, [f"segment {k}" for k in train.ids], "fit", watch=set(train.holders))
+        except WorkersLost:
+            logger.warning("fit: iteration %d: a worker left; this checkpoint keeps no optimizer state", iteration)
+            return None
+        return dict(zip(train.ids, states, strict=True)) if all(s is not None for s in states) else None
+
+    def _resumed_states(self, result: TrainingResult) -> dict:
+        """The checkpoint's segment states, sent to the cluster for the first round (when they still fit)."""
+        saved = result.segment_states or {}
+        result.segment_states = None
+        if not saved:
+            return {}
+        if set(saved) != set(self.train.ids):
+            logger.warning(
+                "fit: the checkpoint holds the state of segments %s but the data has segments %s; "
+                "the segments' optimizers start afresh",
+                sorted(saved),
+                self.train.ids,
+            )
+            return {}
+        futures = self.client.scatter([saved[k] for k in self.train.ids], hash=False)
+        return dict(zip(self.train.ids, futures, strict=True))
 
     def _checkpoint_note(self) -> str:
         if self.last_checkpoint is None:

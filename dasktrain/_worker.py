@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 
+from ._fit_state import SegmentState
 from ._model_spec import build_model
 from ._params import optimizer_config
 from .errors import TrainingDivergedError
@@ -41,6 +42,8 @@ class Job:
     epochs: int = 1
     sync_every: int | None = None
     shuffle: bool = True
+    segments: int = 1  # how many segments train in each round (for learning-rate rules)
+    seed: int | None = None  # seeds each round's shuffle: (seed, segment, iteration) -> one permutation
     model_key: str = field(init=False)
 
     def __post_init__(self):
@@ -70,6 +73,17 @@ class _Slot:
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         self.initial_optimizer_state = [np.array(v.numpy()) for v in optimizer.variables]
+        self.base_learning_rate = _settable_learning_rate(optimizer)
+        self.holds: SegmentState | None = None  # whose state the optimizer's variables hold now
+
+
+def _settable_learning_rate(optimizer) -> float | None:
+    """The compiled learning rate, or None when it is a schedule (left alone by learning-rate rules)."""
+    import keras
+
+    if isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 class TrainingWorker(WorkerPlugin):
@@ -116,22 +130,39 @@ class TrainingWorker(WorkerPlugin):
 
 
 def limit_threads(threads: int) -> None:
-    """Give TensorFlow (when it is the Keras backend) ``threads`` intra- and inter-op threads."""
+    """Give the Keras backend (TensorFlow, PyTorch or JAX) ``threads`` CPU threads.
+
+    Several worker processes share one machine: each must use its own share of the cores, not
+    start thread pools the size of the machine.
+    """
     threads = max(1, int(threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep worker logs readable
     # Dask's nanny starts workers with OMP_NUM_THREADS=1, which would leave TensorFlow's oneDNN
     # kernels one thread however many the worker has; give them the worker's threads instead.
-    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    try:
-        import tensorflow as tf
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "jax":  # read by XLA when JAX starts, so it must be set before
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "intra_op_parallelism_threads" not in flags:
+            threading_flags = f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+            os.environ["XLA_FLAGS"] = f"{flags} {threading_flags}".strip()
+    elif backend == "torch":
+        try:
+            import torch
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except (ImportError, RuntimeError):
-        pass  # RuntimeError: TensorFlow already started in this process; its pools are fixed
+            torch.set_num_threads(threads)
+            torch.set_num_interop_threads(threads)
+        except (ImportError, RuntimeError):
+            pass  # RuntimeError: PyTorch's inter-op pool already started in this process
+    elif backend == "tensorflow":
+        try:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except (ImportError, RuntimeError):
+            pass  # RuntimeError: TensorFlow already started in this process; its pools are fixed
 
 
 def _plugin() -> TrainingWorker:
@@ -168,16 +199,6 @@ class SegmentStats:
     label_shape: tuple[int, ...]
     classes: tuple
     labels_finite: bool = True
-
-
-@dataclass
-class SegmentState:
-    """What one segment carries from round to round on the worker that trains it."""
-
-    iteration: int
-    optimizer: list[np.ndarray]
-    cursor: int = 0  # where the next ``sync_every`` round starts in the segment's rows
-    weights: list[np.ndarray] | None = None  # the segment's own weights (EASGD, Ensemble)
 
 
 def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
@@ -234,11 +255,21 @@ def train_segment(
     with slot.lock:
         model = slot.model
         model.set_weights(weights)
-        optimizer = previous.optimizer if previous is not None else slot.initial_optimizer_state
-        for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
-            variable.assign(value)
+        if previous is None or previous is not slot.holds:  # else they are still there, on the device
+            optimizer = previous.optimizer if previous is not None else slot.initial_optimizer_state
+            for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
+                variable.assign(value)
+        slot.holds = None  # until this round's training succeeds
+        if slot.base_learning_rate is not None:
+            model.optimizer.learning_rate = strategy.inner_learning_rate(
+                slot.base_learning_rate, job.segments, iteration
+            )
         X, y, cursor = _round_rows(data, job, previous.cursor if previous is not None else 0)
-        history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=job.shuffle, verbose=0)
+        shuffle = job.shuffle
+        if job.seed is not None and job.shuffle:  # a permutation of our own, so a resumed fit replays it
+            order = np.random.default_rng([job.seed, segment, iteration]).permutation(len(X))
+            X, y, shuffle = X[order], y[order], False
+        history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=shuffle, verbose=0)
         metrics = {name: float(values[-1]) for name, values in history.history.items()}
         if not np.isfinite(metrics.get("loss", 0.0)):
             raise TrainingDivergedError(
@@ -246,16 +277,14 @@ def train_segment(
                 f"Lower the learning rate, or check the data for extreme values."
             )
         trained = model.get_weights()
-        plugin.keep(
-            job.fit_id,
-            segment,
-            SegmentState(
-                iteration,
-                [np.array(v.numpy()) for v in model.optimizer.variables],
-                cursor,
-                trained if strategy.keeps_local_weights else None,
-            ),
+        state = SegmentState(
+            iteration,
+            [np.array(v.numpy()) for v in model.optimizer.variables],
+            cursor,
+            trained if strategy.keeps_local_weights else None,
         )
+        plugin.keep(job.fit_id, segment, state)
+        slot.holds = state
         return WeightedSum.of(trained, data.rows, metrics)
 
 
@@ -286,12 +315,12 @@ def merge(*parts: WeightedSum) -> WeightedSum:
     return total
 
 
-def new_center(total: WeightedSum, previous: list[np.ndarray], strategy: Strategy, iteration: int):
-    """The strategy's merged model from the previous center and the segments' weighted mean."""
-    center = strategy.center(previous, total.mean())
+def new_center(total: WeightedSum, previous: list[np.ndarray], state, strategy: Strategy, iteration: int):
+    """The strategy's next center (and its own state) from the previous ones and the segments' weighted mean."""
+    center, state = strategy.update(previous, total.mean(), state)
     if not all(np.isfinite(w).all() for w in center):
         raise TrainingDivergedError(f"Training diverged at iteration {iteration}: the merged model has NaN weights.")
-    return center
+    return center, state
 
 
 def collect(*locals_: WeightedSum) -> list[list[np.ndarray]]:

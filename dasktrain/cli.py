@@ -105,7 +105,7 @@ def _demo_arguments(p):
     from .strategies import STRATEGIES
 
     p.add_argument(
-        "--strategy", default="averaging", type=str.lower, choices=sorted(STRATEGIES), help="how segments' models merge"
+        "--strategy", default="slowmo", type=str.lower, choices=sorted(STRATEGIES), help="how segments' models merge"
     )
     p.add_argument("--segments", type=int, default=4, help="segments to load the data into (default: 4)")
     p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
@@ -151,6 +151,10 @@ def _fit_arguments(p):
     p.add_argument("--fit", help='Keras fit parameters, e.g. "batch_size=128, epochs=1"')
     p.add_argument("--iterations", type=int, help="training rounds")
     p.add_argument("--strategy", type=str.lower, choices=sorted(STRATEGIES), help="how models merge")
+    p.add_argument(
+        "--strategy-params",
+        help='the strategy\'s parameters, e.g. "momentum=0.8, lr_scaling=None" for slowmo (see its docs)',
+    )
     p.add_argument("--alpha", type=float, help="EASGD alpha (default 0.01); only with --strategy easgd")
     p.add_argument("--beta", type=float, help="EASGD beta (default 0.9); only with --strategy easgd")
     p.add_argument("--validation", help="validation table")
@@ -177,14 +181,16 @@ def _fit(args) -> int:
     from . import connect, fit, save_model
     from ._jobs import FIT_KEYS
     from ._model_store import check_model_table
+    from ._params import parse_params
     from .strategies import strategy_named
 
     params = _merge_job(
         args, FIT_KEYS, "fit", ["data", "model_arch_table", "model_id", "compile", "iterations", "model_table"]
     )
-    strategy = strategy_named(
-        params.get("strategy", "averaging"), **{k: params[k] for k in ("alpha", "beta") if params.get(k) is not None}
-    )
+    # Any name parses here; strategy_named refuses (naming it) what the chosen strategy does not take.
+    strategy_params = parse_params(params.get("strategy_params"), what="strategy", allowed=None)
+    strategy_params.update({k: params[k] for k in ("alpha", "beta") if params.get(k) is not None})
+    strategy = strategy_named(params.get("strategy", "slowmo"), **strategy_params)
     db = connect(args.dsn)
     check_model_table(db, params["model_table"])  # before training, not after it
     every = params.get("checkpoint_every")

@@ -17,7 +17,7 @@ def test_demo_trains_saves_and_scores(db, tmp_path, capsys):
         accuracy = float(out.split("test accuracy: ")[1].split()[0])
         assert accuracy > 0.6  # 10 classes: chance is 0.1
         models = dasktrain.list_models(db, "demo_models")
-        assert models[-1]["strategy"] == "averaging" and models[-1]["num_iterations"] == 2
+        assert models[-1]["strategy"] == "slowmo" and models[-1]["num_iterations"] == 2
         assert plot.read_bytes()[:4] == b"\x89PNG"
     finally:
         for table in (

@@ -71,7 +71,7 @@ def test_save_load_round_trip_is_bitwise_and_versions_never_overwrite(db, client
         for a, b in zip(loaded.get_weights(), result.weights, strict=True):
             assert a.tobytes() == b.tobytes()
     summary = dasktrain.model_summary(db, table_name, "digits_mlp", 1)
-    assert summary["strategy"] == "averaging" and summary["num_iterations"] == 1
+    assert summary["strategy"] == "slowmo" and summary["num_iterations"] == 1
     assert summary["training_loss"] == first.training_loss
     assert summary["normalizing_const"] == 16.0 and summary["class_values"] == [str(c) for c in range(10)]
     with db.cursor() as cur:  # MADlib's layout: flat float32 weights and the Keras JSON

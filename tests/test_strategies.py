@@ -34,7 +34,7 @@ def test_the_cluster_reducer_gives_numpys_row_weighted_mean_exactly(client):
     ]
     total = tree_reduce(client, parts, merge)
     assert tree_depth(len(parts)) == 2
-    center = client.submit(new_center, total, weights[0], Averaging(), 1).result()
+    center, _ = client.submit(new_center, total, weights[0], None, Averaging(), 1).result()
     for got, expected in zip(center, _numpy_mean(weights, rows), strict=True):
         np.testing.assert_array_equal(got, expected)
     merged = total.result()
@@ -52,9 +52,9 @@ def test_easgd_one_one_is_exactly_averaging():
     weights, rows = _segments(4, seed=3)
     total = merge(*[WeightedSum.of(w, n) for w, n in zip(weights, rows, strict=True)])
     previous = [np.ones_like(w) for w in weights[0]]
-    avg = new_center(total, previous, Averaging(), 1)
+    avg, _ = new_center(total, previous, None, Averaging(), 1)
     easgd = EASGD(alpha=1, beta=1)
-    center = new_center(total, previous, easgd, 1)
+    center, _ = new_center(total, previous, None, easgd, 1)
     for a, b in zip(avg, center, strict=True):
         np.testing.assert_array_equal(a, b)
     local = easgd.local(weights[0], center)
@@ -80,7 +80,7 @@ def test_a_merged_model_with_nan_weights_stops_training():
 
     total = WeightedSum.of([np.array([np.nan], np.float32)], 3)
     with pytest.raises(TrainingDivergedError, match="iteration 4: the merged model has NaN"):
-        new_center(total, [np.zeros(1, np.float32)], Averaging(), 4)
+        new_center(total, [np.zeros(1, np.float32)], None, Averaging(), 4)
 
 
 @pytest.mark.parametrize(

@@ -6,5 +6,16 @@ from .centralized import Centralized
 from .easgd import EASGD
 from .ensemble import Ensemble
 from .named import STRATEGIES, strategy_named
+from .slowmo import SlowMo
 
-__all__ = ["EASGD", "STRATEGIES", "Averaging", "Centralized", "Ensemble", "Strategy", "WeightedSum", "strategy_named"]
+__all__ = [
+    "EASGD",
+    "STRATEGIES",
+    "Averaging",
+    "Centralized",
+    "Ensemble",
+    "SlowMo",
+    "Strategy",
+    "WeightedSum",
+    "strategy_named",
+]

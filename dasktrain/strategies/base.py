@@ -46,7 +46,9 @@ class Strategy:
 
     Subclasses define :meth:`center` (the merged model from the previous center and the
     row-weighted mean of the segments' models) and :meth:`local` (where each segment starts the
-    next round).
+    next round). A strategy with state of its own between rounds (an outer optimizer's momentum)
+    defines :meth:`update` instead of :meth:`center`, and one that changes the segments' learning
+    rate defines :meth:`inner_learning_rate`.
     """
 
     name = "strategy"
@@ -63,8 +65,16 @@ class Strategy:
     def center(self, previous: Weights, mean: Weights) -> Weights:
         return mean
 
+    def update(self, previous: Weights, mean: Weights, state) -> tuple[Weights, object]:
+        """The next center and the strategy's next state (``state`` is None before the first round)."""
+        return self.center(previous, mean), state
+
     def local(self, local: Weights, center: Weights) -> Weights:
         return center
+
+    def inner_learning_rate(self, base: float, segments: int, iteration: int) -> float:
+        """The learning rate each segment's optimizer uses in ``iteration`` (1-based), given the compiled one."""
+        return base
 
     def params(self) -> dict:
         """The strategy's parameters, recorded in the model summary."""

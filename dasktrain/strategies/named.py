@@ -10,8 +10,9 @@ from .base import Strategy
 from .centralized import Centralized
 from .easgd import EASGD
 from .ensemble import Ensemble
+from .slowmo import SlowMo
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Averaging, EASGD, Ensemble, Centralized)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Averaging, EASGD, Ensemble, Centralized, SlowMo)}
 
 
 def strategy_named(name: str, **params) -> Strategy:

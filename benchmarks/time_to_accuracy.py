@@ -1,0 +1,178 @@
+"""Time to accuracy: one process against dasktrain's strategies, in epochs and in seconds.
+
+    python benchmarks/time_to_accuracy.py [--epochs 8] [--segments 4] [--workers 2]
+        [--strategies averaging,slowmo] [--learning-rates 0.001,0.003] [--out docs]
+
+Fashion-MNIST 60k/10k (Debian's dataset-fashion-mnist; scikit-learn's digits when it is not
+installed), the seed's one-layer CNN, Adam, batch 128, the same starting weights everywhere.
+
+- One process: plain ``model.fit`` for ``epochs`` epochs at each learning rate of
+  ``--learning-rates``; the test accuracy after every epoch.
+- dasktrain: every strategy of ``--strategies`` (names, with parameters as in
+  ``"slowmo(outer_lr=1.0, momentum=0.5)"``), ``epochs`` iterations of one pass over every segment,
+  at Keras's default rate (the first of ``--learning-rates``) and at the rate the single process
+  did best at; the merged model's test accuracy after every iteration.
+
+Seconds count from the start of training and include the test evaluations on both sides. Prints
+epochs and seconds to 0.87/0.88/0.89/0.90 and the accuracy after the last epoch, and writes
+``time_to_accuracy.json``, ``time_to_accuracy_epochs.png`` and ``time_to_accuracy_seconds.png`` to
+``--out``. Goal (issue 8): the default strategy within 0.5 points of one process after 8 epochs at
+Keras's default rate. Runs unchanged on a GPU machine with ``KERAS_BACKEND=torch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
+from distributed import Client  # noqa: E402
+
+import dasktrain  # noqa: E402
+import loaders  # noqa: E402
+from dasktrain._demo import demo_data, seed_cnn  # noqa: E402
+from dasktrain._params import optimizer_config  # noqa: E402
+from dasktrain.strategies import strategy_named  # noqa: E402
+
+TARGETS = (0.87, 0.88, 0.89, 0.90)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--segments", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--strategies", default="averaging;slowmo", help="strategies separated by ';'")
+    p.add_argument("--learning-rates", default="0.001,0.003", help="Adam rates; the first is Keras's default")
+    p.add_argument("--out", default="docs")
+    args = p.parse_args()
+    rates = [float(r) for r in args.learning_rates.split(",")]
+
+    db = dasktrain.connect()
+    name, (x, y), (x_test, y_test), norm = demo_data()
+    loaders.write_arrays(db, "bench_tta_train", x, y, segments=args.segments, if_exists="replace")
+    loaders.write_arrays(db, "bench_tta_test", x_test, y_test, segments=args.segments, if_exists="replace")
+    model = seed_cnn(x.shape[1:] + (1,), 10)
+    start = model.get_weights()
+    runs: dict[str, dict] = {}
+
+    features, features_test = (x.astype(np.float32) / norm)[..., None], (x_test.astype(np.float32) / norm)[..., None]
+    for rate in rates:
+        runs[f"one process, Adam {rate:g}"] = one_process(model, start, features, y, features_test, y_test, rate, args)
+    best = max(rates, key=lambda r: runs[f"one process, Adam {r:g}"]["accuracy"][-1])
+
+    with dasktrain.cluster(n_workers=args.workers) as cluster, Client(cluster) as client:
+        warm_up(client, db, model, start, norm)
+        for spec in [s.strip() for s in args.strategies.split(";") if s.strip()]:
+            strategy = parse_strategy(spec)
+            for rate in sorted({rates[0], best}):
+                label = f"dasktrain {args.segments} segments, {strategy!r}, Adam {rate:g}"
+                runs[label] = distributed(client, db, model, start, norm, strategy, rate, args)
+
+    report(runs, args, name, x, x_test)
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
+    record = {"data": name, "segments": args.segments, "workers": args.workers, "machine": machine(), "runs": runs}
+    (out / "time_to_accuracy.json").write_text(json.dumps(record, indent=1))
+    plot(runs, "epochs", out / "time_to_accuracy_epochs.png")
+    plot(runs, "seconds", out / "time_to_accuracy_seconds.png")
+
+
+def parse_strategy(spec: str):
+    """``"slowmo(outer_lr=1.0)"`` -> ``SlowMo(outer_lr=1.0, ...)``."""
+    parsed = optimizer_config(spec)
+    if isinstance(parsed, dict):
+        return strategy_named(parsed["class_name"], **parsed["config"])
+    return strategy_named(spec)
+
+
+def one_process(model, start, x, y, x_test, y_test, rate: float, args) -> dict:
+    import keras
+
+    model.set_weights(start)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    accuracy, seconds = [], []
+    clock = time.perf_counter()
+    for _ in range(args.epochs):
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        accuracy.append(float(model.evaluate(x_test, y_test, batch_size=1024, verbose=0, return_dict=True)["accuracy"]))
+        seconds.append(time.perf_counter() - clock)
+    print(f"one process, Adam {rate:g}: {accuracy[-1]:.4f} in {seconds[-1]:.0f} s", flush=True)
+    return {"accuracy": accuracy, "seconds": seconds}
+
+
+def _compile(rate: float) -> dict:
+    return {
+        "optimizer": f"Adam(learning_rate={rate})",
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+    }
+
+
+def warm_up(client, db, model, start, norm) -> None:
+    """One short fit: workers import TensorFlow and build the model before anything is timed."""
+    dasktrain.fit(
+        "bench_tta_test", model, x="x", y="y", db=db, client=client, compile=_compile(0.001), iterations=1,
+        fit={"batch_size": 128}, initial_weights=start, normalizing_const=norm, progress=False,
+    )  # fmt: skip
+
+
+def distributed(client, db, model, start, norm, strategy, rate: float, args) -> dict:
+    result = dasktrain.fit(
+        "bench_tta_train", model, x="x", y="y", db=db, client=client, compile=_compile(rate),
+        fit={"batch_size": 128}, iterations=args.epochs, initial_weights=start, strategy=strategy,
+        validation="bench_tta_test", normalizing_const=norm, progress=False,
+    )  # fmt: skip
+    accuracy = result.metric("accuracy", "validation")
+    seconds = [h["elapsed"] for h in result.history]
+    print(f"{strategy!r}, Adam {rate:g}: {accuracy[-1]:.4f} in {seconds[-1]:.0f} s", flush=True)
+    return {"accuracy": accuracy, "seconds": seconds}
+
+
+def first_reaching(curve: list[float], seconds: list[float], target: float) -> tuple[str, str]:
+    for epoch, (accuracy, elapsed) in enumerate(zip(curve, seconds, strict=True), start=1):
+        if accuracy >= target:
+            return str(epoch), f"{elapsed:.0f}"
+    return "never", "—"
+
+
+def report(runs: dict, args, name: str, x, x_test) -> None:
+    print(f"\n{name} ({len(x):,} train / {len(x_test):,} test), seed CNN, Adam, batch 128, {args.epochs} epochs;")
+    print(f"dasktrain: {args.segments} segments on {args.workers} worker processes; machine: {machine()}\n")
+    header = " | ".join(f"to {t:.2f}: epochs / s" for t in TARGETS)
+    print(f"| run | {header} | accuracy after {args.epochs} |")
+    print("|---|" + "---|" * len(TARGETS) + "---|")
+    for label, run in runs.items():
+        cells = " | ".join(" / ".join(first_reaching(run["accuracy"], run["seconds"], t)) for t in TARGETS)
+        print(f"| {label} | {cells} | {run['accuracy'][-1]:.4f} |")
+
+
+def plot(runs: dict, axis: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for label, run in runs.items():
+        xs = range(1, len(run["accuracy"]) + 1) if axis == "epochs" else run["seconds"]
+        ax.plot(xs, run["accuracy"], "k-o" if label.startswith("one process") else "-o", label=label, markersize=3)
+    for target in TARGETS:
+        ax.axhline(target, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel("epoch (dasktrain: iteration)" if axis == "epochs" else "seconds since the start of training")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.8, 0.92)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
