@@ -160,9 +160,13 @@ def plot(runs: dict, axis: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5))
+    singles = 0
     for label, run in runs.items():
         xs = range(1, len(run["accuracy"]) + 1) if axis == "epochs" else run["seconds"]
-        ax.plot(xs, run["accuracy"], "k-o" if label.startswith("one process") else "-o", label=label, markersize=3)
+        style = "-o"
+        if label.startswith("one process"):
+            style, singles = ("k-o", "k--o")[singles % 2], singles + 1
+        ax.plot(xs, run["accuracy"], style, label=label, markersize=3)
     for target in TARGETS:
         ax.axhline(target, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("epoch (dasktrain: iteration)" if axis == "epochs" else "seconds since the start of training")

@@ -284,9 +284,10 @@ class Training:
             state = client.submit(
                 _worker.new_center, total, center, outer_state, strategy, iteration, key=f"new-center-{tag}"
             )
-            model = client.submit(operator.itemgetter(0), state, key=f"center-weights-{tag}")
         wanted = [state, summary]
         if evaluate:
+            if not strategy.is_ensemble:
+                model = client.submit(operator.itemgetter(0), state, key=f"center-weights-{tag}")
             wanted.append(self._evaluation(model, tag))
         # On failure the round's futures are simply dropped: Dask forgets what nobody wants.
         results = gather(
