@@ -120,3 +120,15 @@ def test_a_parameter_the_strategy_does_not_take_is_an_error(db, digits, architec
     job.write_text(yaml.safe_dump({"strategy": "Averaging", "alpha": 0.5, "iterations": 1, "model_table": "m"}))
     assert cli.main([*_fit_argv(db, architecture), "--job", str(job)]) == 2
     assert "Strategy 'averaging' takes no parameter alpha" in capsys.readouterr().err
+
+
+def test_strategy_parameters_from_the_command_line(db, client, digits, architecture, capsys):
+    models = f"{architecture}_models"
+    base = [*_fit_argv(db, architecture), "--scheduler", client.scheduler.address, "--iterations", "1"]
+    assert cli.main([*base, "--model-table", models, "--strategy-params", "momentum=0.5, lr_scaling=None"]) == 0
+    summary = dasktrain.model_summary(db, models)
+    assert summary["strategy"] == "slowmo" and summary["strategy_params"]["momentum"] == 0.5
+    assert summary["strategy_params"]["lr_scaling"] is None
+    argv = [*base, "--model-table", models, "--strategy", "averaging", "--strategy-params", "momentum=0.5"]
+    assert cli.main(argv) == 2
+    assert "Strategy 'averaging' takes no parameter momentum" in capsys.readouterr().err

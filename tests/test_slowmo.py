@@ -135,3 +135,25 @@ def test_checkpoints_keep_each_segments_optimizer_state_and_pruning_removes_it(d
     with db.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {table_name}_fit_state")
         assert cur.fetchone()[0] == 0
+
+
+def test_worker_threads_are_passed_to_jax_before_it_starts(monkeypatch):
+    from dasktrain._worker import limit_threads
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    for variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    limit_threads(3)
+    import os
+
+    assert os.environ["XLA_FLAGS"] == (
+        "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=3"
+    )
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_short_rounds_report_the_row_weighted_metrics_of_their_minibatches(db, client, digits):
+    result = _fit(db, client, iterations=3, sync_every=3, fit={"batch_size": 50}, strategy=SlowMo())
+    assert all(0 < h["training"]["accuracy"] <= 1 and np.isfinite(h["training"]["loss"]) for h in result.history)
+    assert result.training_loss[-1] < result.training_loss[0]
