@@ -296,16 +296,13 @@ def _train(model, X: np.ndarray, y: np.ndarray, job: Job, rng) -> dict[str, floa
     ``rng`` (seeded runs) gives the shuffle, so that a resumed fit replays it.
     """
     shuffle = job.shuffle
-    if rng is not None and shuffle:
-        order = rng.permutation(len(X))
+    short = job.epochs == 1 and -(-len(X) // job.batch_size) <= SHORT_ROUND
+    if shuffle and (rng is not None or short):
+        order = (rng or np.random.default_rng()).permutation(len(X))
         X, y, shuffle = X[order], y[order], False
-    batches = -(-len(X) // job.batch_size)
-    if job.epochs > 1 or batches > SHORT_ROUND:
+    if not short:
         history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=shuffle, verbose=0)
         return {name: float(values[-1]) for name, values in history.history.items()}
-    if shuffle:
-        order = np.random.default_rng().permutation(len(X))
-        X, y = X[order], y[order]
     totals: dict[str, float] = {}
     for start in range(0, len(X), job.batch_size):
         stop = start + job.batch_size
