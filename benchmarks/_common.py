@@ -62,3 +62,29 @@ def print_table(rows: int, results: dict[str, float], megabytes: float | None = 
     for name, seconds in results.items():
         mb = f" {megabytes / seconds:8.1f} |" if megabytes else ""
         print(f"| {name:<40} | {seconds:8.3f} |{mb} {rows / seconds:10,.0f} |")
+
+
+def plot_accuracy(series: dict[str, tuple], xlabel: str, path, hlines=(), ylim=None) -> None:
+    """Test accuracy curves, ``{label: (xs, accuracies)}``; single-process runs in black."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    singles = 0
+    for label, (xs, ys) in series.items():
+        style = "-o"
+        if label.startswith(("single", "one process")):
+            style, singles = ("k-o", "k--o")[singles % 2], singles + 1
+        ax.plot(xs, ys, style, label=label, markersize=3)
+    for y in hlines:
+        ax.axhline(y, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy")
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

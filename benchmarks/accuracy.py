@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, plot_accuracy  # noqa: E402
 from distributed import Client  # noqa: E402
 
 import dasktrain  # noqa: E402
@@ -133,28 +133,10 @@ def main() -> None:
     suffix = "" if args.learning_rate == 0.001 and not args.only_averaging else f"_lr{args.learning_rate:g}"
     record = {"curves": curves, "seconds": seconds, "data": name, "learning_rate": args.learning_rate}
     (out / f"accuracy{suffix}.json").write_text(json.dumps(record, indent=1))
-    _plot(curves, out / f"accuracy{suffix}.png")
+    plot_accuracy({k: (range(1, len(c) + 1), c) for k, c in curves.items()}, "epoch", out / f"accuracy{suffix}.png")
     for table in ("bench_acc_train", "bench_acc_test"):
         with db.cursor() as cur:
             cur.execute(f"DROP TABLE {table}, {table}_summary")
-
-
-def _plot(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for label, curve in curves.items():
-        style = "k-o" if label.startswith("single") else "-"
-        ax.plot(range(1, len(curve) + 1), curve, style, label=label, markersize=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":

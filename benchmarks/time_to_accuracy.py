@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, plot_accuracy  # noqa: E402
 from distributed import Client  # noqa: E402
 
 import dasktrain  # noqa: E402
@@ -154,28 +154,12 @@ def report(runs: dict, args, name: str, x, x_test) -> None:
 
 
 def plot(runs: dict, axis: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    singles = 0
-    for label, run in runs.items():
-        xs = range(1, len(run["accuracy"]) + 1) if axis == "epochs" else run["seconds"]
-        style = "-o"
-        if label.startswith("one process"):
-            style, singles = ("k-o", "k--o")[singles % 2], singles + 1
-        ax.plot(xs, run["accuracy"], style, label=label, markersize=3)
-    for target in TARGETS:
-        ax.axhline(target, color="grey", lw=0.5, ls=":")
-    ax.set_xlabel("epoch (dasktrain: iteration)" if axis == "epochs" else "seconds since the start of training")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0.8, 0.92)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    series = {
+        label: (range(1, len(run["accuracy"]) + 1) if axis == "epochs" else run["seconds"], run["accuracy"])
+        for label, run in runs.items()
+    }
+    xlabel = "epoch (dasktrain: iteration)" if axis == "epochs" else "seconds since the start of training"
+    plot_accuracy(series, xlabel, path, hlines=TARGETS, ylim=(0.8, 0.92))
 
 
 if __name__ == "__main__":
