@@ -22,7 +22,7 @@ from ._read import read_table
 from ._result import TrainingResult
 from ._segments import Segment, segments
 from ._version import __version__
-from .strategies import EASGD, Averaging, Centralized, Ensemble, Strategy
+from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
 
 __all__ = [
     "EASGD",
@@ -33,6 +33,7 @@ __all__ = [
     "EarlyStopping",
     "Ensemble",
     "Segment",
+    "SlowMo",
     "Strategy",
     "TrainingResult",
     "__version__",

@@ -157,3 +157,7 @@ def test_short_rounds_report_the_row_weighted_metrics_of_their_minibatches(db, c
     result = _fit(db, client, iterations=3, sync_every=3, fit={"batch_size": 50}, strategy=SlowMo())
     assert all(0 < h["training"]["accuracy"] <= 1 and np.isfinite(h["training"]["loss"]) for h in result.history)
     assert result.training_loss[-1] < result.training_loss[0]
+
+
+def test_slowmo_is_public():
+    assert dasktrain.SlowMo is SlowMo and "SlowMo" in dasktrain.__all__
