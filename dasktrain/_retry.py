@@ -10,6 +10,7 @@ database's own reason.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +25,8 @@ logger = logging.getLogger("dasktrain")
 ATTEMPTS = 5
 FIRST_DELAY = 0.25  # seconds; doubled after each failure: 0.25 + 0.5 + 1 + 2 = 3.75 s of waiting in all
 MAX_DELAY = 4.0
+
+_inside = threading.local()  # set while this thread runs retried work
 
 # SQLSTATEs that mean "try again": connection exceptions (class 08), the server shutting down or
 # starting (57P01-57P03), too many connections, and serialization failures or deadlocks.
@@ -88,6 +91,8 @@ def retrying(what: str, work: Callable[[], T], *, attempts: int = ATTEMPTS, firs
 
     ``work`` must be safe to repeat: a read, or one transaction that either committed wholly or
     not at all. Each retry is logged on the ``dasktrain`` logger. Other errors pass through.
+    Retried work that itself calls ``retrying`` (opening a connection, say) is retried only by the
+    outermost call, so the bound on attempts and waiting holds.
 
     Raises
     ------
@@ -99,6 +104,16 @@ def retrying(what: str, work: Callable[[], T], *, attempts: int = ATTEMPTS, firs
     >>> retrying("reading the catalog", lambda: 42)
     42
     """
+    if getattr(_inside, "active", False):
+        return work()
+    _inside.active = True
+    try:
+        return _retried(what, work, attempts, first_delay)
+    finally:
+        _inside.active = False
+
+
+def _retried(what: str, work: Callable[[], T], attempts: int, first_delay: float) -> T:
     started = time.monotonic()
     delay, attempt = first_delay, 1
     while True:

@@ -75,3 +75,18 @@ def test_redact_text_hides_passwords_in_any_message():
     assert redact_text("password=abc host=x") == "password=*** host=x"
     assert redact_text("at postgresql://ann:pw@db/x:") == "at postgresql://ann:***@db/x:"
     assert redact_text("echoed s3cret%zz here", "postgresql://a:s3cret%zz@h/db") == "echoed *** here"
+
+
+def test_retried_work_that_retries_inside_is_retried_by_the_outer_call_only():
+    from dasktrain._retry import retrying
+    from dasktrain.errors import ConnectionLostError
+
+    calls = []
+
+    def inner():
+        calls.append("inner")
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(ConnectionLostError, match="Saving failed: the database connection broke on all 3 tries"):
+        retrying("Saving", lambda: retrying("Connecting", inner), attempts=3, first_delay=0.01)
+    assert calls == ["inner"] * 3  # not 3 x 5
