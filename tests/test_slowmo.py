@@ -88,9 +88,9 @@ def test_slowmo_without_momentum_trains_exactly_like_averaging(db, client, digit
 
 
 def test_the_default_strategy_learns_on_digits(db, client, digits):
-    result = _fit(db, client, iterations=4, validation="fit_digits_test")
+    result = _fit(db, client, iterations=4, validation="fit_digits_test", seed=0)  # seeded: no flaky shuffles
     assert isinstance(result.strategy, SlowMo)
-    assert result.metric("accuracy", "validation")[-1] > 0.85
+    assert result.metric("accuracy", "validation")[-1] > 0.85, result.metric("accuracy", "validation")
 
 
 @pytest.mark.parametrize(
