@@ -17,6 +17,7 @@ from ._early_stopping import EarlyStopping
 from ._evaluate import evaluate
 from ._fit import fit
 from ._model_store import delete_model, list_models, load_model, model_summary, save_model
+from ._placement import gpu_configuration
 from ._predict import predict, predict_table
 from ._read import read_table
 from ._result import TrainingResult
@@ -44,6 +45,7 @@ __all__ = [
     "errors",
     "evaluate",
     "fit",
+    "gpu_configuration",
     "list_architectures",
     "list_models",
     "load_architecture",

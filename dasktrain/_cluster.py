@@ -1,38 +1,172 @@
-"""``cluster()``: a local Dask cluster shaped for training, one worker process per segment-slot."""
+"""``cluster()``: a local Dask cluster shaped for training: one worker process per GPU (or k sharing one), else CPU."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Iterator
 
+from distributed import LocalCluster
+from distributed.system import MEMORY_LIMIT
 
-def cluster(n_workers: int | None = None, threads_per_worker: int = 1, **kwargs):
-    """Start a ``LocalCluster`` of worker *processes*, each with ``threads_per_worker`` threads.
 
-    Each worker trains one segment at a time with TensorFlow limited to its own threads.
+def cluster(
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    *,
+    gpus: int | str | None = "auto",
+    workers_per_gpu: int = 1,
+    memory_fraction: float = 0.9,
+    **kwargs,
+):
+    """Start a local cluster of worker *processes*: one per GPU (or ``workers_per_gpu`` sharing one), else CPU.
+
+    ``n_workers`` asks for CPU workers, ``gpus`` for GPU workers; asking for neither gives GPU
+    workers on a machine with GPUs, else one CPU worker per core. Each GPU worker sees its own GPU
+    as device 0, advertises a ``GPU`` resource, and takes ``memory_fraction / workers_per_gpu`` of
+    the GPU's memory when it starts (never more); with ``workers_per_gpu=1`` and dask-cuda
+    installed the cluster is a ``dask_cuda.LocalCUDACluster``. CPU workers see no GPU at all
+    (``CUDA_VISIBLE_DEVICES=""``) and run the Keras backend on the worker's own threads.
 
     Parameters
     ----------
     n_workers : int, optional
-        Default: the number of CPUs divided by ``threads_per_worker``.
+        CPU workers. Default: the number of CPUs divided by ``threads_per_worker``.
     threads_per_worker : int, default 1
+    gpus : "auto", int or None, default "auto"
+        "auto": every GPU this process may use (``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi``) unless
+        ``n_workers`` is given; a count: that many, an error if there are fewer; 0 or None: CPU.
+    workers_per_gpu : int, default 1
+        Worker processes sharing each GPU.
+    memory_fraction : float, default 0.9
+        Share of each GPU's memory taken by all its workers together.
     **kwargs
         Passed to ``distributed.LocalCluster`` (``memory_limit``, ``dashboard_address``, ...).
+
+    Raises
+    ------
+    ValueError
+        More GPUs asked for than there are, or both ``n_workers`` and a count of ``gpus``.
+    GPUError
+        A GPU worker could not take its share of memory (the message says which, and why).
 
     Examples
     --------
     >>> from distributed import Client
     >>> client = Client(dasktrain.cluster(n_workers=2))  # doctest: +SKIP
+    >>> client = Client(dasktrain.cluster(gpus="auto", workers_per_gpu=4))  # doctest: +SKIP
     """
-    from distributed import LocalCluster
+    from ._gpu import MemoryPolicy, resolve_gpus
 
-    if n_workers is None:
-        n_workers = max(1, (os.cpu_count() or 1) // threads_per_worker)
+    policy = MemoryPolicy(memory_fraction, workers_per_gpu)
+    if n_workers is not None and gpus not in ("auto", 0, None):
+        raise ValueError(
+            f"n_workers={n_workers} asks for CPU workers and gpus={gpus!r} for GPU workers: give one of them "
+            f"(GPU workers number gpus * workers_per_gpu)."
+        )
+    devices = [] if n_workers is not None else resolve_gpus(gpus)
     kwargs.setdefault("dashboard_address", None)
     # Threads for TensorFlow's oneDNN kernels (OpenMP), read when the worker process starts.
     kwargs["env"] = {"OMP_NUM_THREADS": str(threads_per_worker), **kwargs.get("env", {})}
+    if devices:
+        return gpu_cluster(devices, policy, threads_per_worker, **kwargs)
+    kwargs["env"] = {"CUDA_VISIBLE_DEVICES": "", **kwargs["env"]}
+    if n_workers is None:
+        n_workers = max(1, (os.cpu_count() or 1) // threads_per_worker)
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, **kwargs)
+
+
+def gpu_cluster(devices: list[str], policy, threads_per_worker: int = 1, *, preload: bool = True, **kwargs):
+    """A cluster of ``policy.workers_per_gpu`` workers per GPU in ``devices``, each with its share.
+
+    ``preload=False`` starts the workers without applying the policy (to test the cluster's
+    shape on a machine without GPUs).
+    """
+    from ._gpu import worker_devices
+
+    kwargs["env"] = {**kwargs.get("env", {}), **policy.environment()}
+    kwargs["resources"] = {"GPU": 1, **kwargs.get("resources", {})}
+    if preload:
+        kwargs["preload"] = [*kwargs.get("preload", []), "dasktrain.gpu_worker"]
+    if policy.workers_per_gpu == 1 and _has_dask_cuda():
+        started = _cuda_cluster(devices, threads_per_worker, **kwargs)
+    else:
+        started = SharedGPUCluster(worker_devices(devices, policy.workers_per_gpu), threads_per_worker, **kwargs)
+    if preload:
+        _check_started(started)
+    return started
+
+
+def _check_started(started) -> None:
+    """Close the cluster and say why if a worker could not take its share (Dask only logs a failed preload)."""
+    from distributed import Client
+
+    from ._placement import check_gpu_workers
+
+    try:
+        with Client(started, set_as_default=False) as client:
+            check_gpu_workers(client)
+    except BaseException:
+        started.close()
+        raise
+
+
+def _has_dask_cuda() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("dask_cuda") is not None
+
+
+class _GPUSpecs:
+    """Worker specs that give each worker its GPU: the part a ``LocalCluster`` subclass adds."""
+
+    def _gpu_spec(self, spec: dict, visible: str) -> dict:
+        options = spec["options"]
+        options["env"] = {**options.get("env", {}), **self._worker_env, "CUDA_VISIBLE_DEVICES": visible}
+        return spec
+
+
+class SharedGPUCluster(_GPUSpecs, LocalCluster):
+    """A ``LocalCluster`` with ``CUDA_VISIBLE_DEVICES`` chosen per worker (several may share a GPU).
+
+    >>> SharedGPUCluster(["0,1", "0,1", "1,0", "1,0"], env=MemoryPolicy(0.9, 2).environment())  # doctest: +SKIP
+    """
+
+    def __init__(self, visible: list[str], threads_per_worker: int = 1, **kwargs):
+        self._slots = {f"gpu{v.split(',')[0]}-{k}": v for k, v in enumerate(visible)}
+        self._worker_env = kwargs.pop("env", {})
+        kwargs.setdefault("memory_limit", MEMORY_LIMIT // len(visible))
+        # LocalCluster builds its first workers without new_worker_spec: start none, then scale.
+        super().__init__(n_workers=0, threads_per_worker=threads_per_worker, processes=True, **kwargs)
+        self.scale(len(visible))
+        self.sync(self._correct_state)
+
+    def new_worker_spec(self):
+        free = [name for name in self._slots if name not in self.worker_spec]
+        if not free:
+            raise ValueError(f"This cluster has one worker per GPU slot ({len(self._slots)}); it cannot scale beyond.")
+        spec = copy.deepcopy(self.new_spec)
+        return {free[0]: self._gpu_spec(spec, self._slots[free[0]])}
+
+
+def _cuda_cluster(devices: list[str], threads_per_worker: int, **kwargs):
+    """dask-cuda's ``LocalCUDACluster`` (one worker per GPU), with the policy in each worker's environment."""
+    from dask_cuda import LocalCUDACluster
+
+    class Cluster(_GPUSpecs, LocalCUDACluster):
+        def __init__(self, **options):
+            self._worker_env = options.pop("env", {})
+            super().__init__(**options)
+
+        def new_worker_spec(self):
+            # dask-cuda replaces the spec's environment with CUDA_VISIBLE_DEVICES: add the policy back.
+            ((name, spec),) = super().new_worker_spec().items()
+            return {name: self._gpu_spec(spec, spec["options"]["env"]["CUDA_VISIBLE_DEVICES"])}
+
+    return Cluster(
+        CUDA_VISIBLE_DEVICES=devices, n_workers=len(devices), threads_per_worker=threads_per_worker, **kwargs
+    )
 
 
 @contextlib.contextmanager

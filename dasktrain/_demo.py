@@ -57,6 +57,8 @@ def demo(
     segments: int = 4,
     iterations: int = 3,
     workers: int = 2,
+    gpus: int | str | None = None,
+    workers_per_gpu: int = 1,
     plot: str = "dasktrain_demo.png",
     data_dir: str | None = None,
     progress: bool = True,
@@ -64,7 +66,8 @@ def demo(
 ) -> dict:
     """Load data into segments, train the seed CNN on a local cluster, save it, report test accuracy.
 
-    ``data_dir`` is a folder of Fashion-MNIST IDX files (default: Debian's package). Returns a dict
+    ``workers`` CPU worker processes, or with ``gpus`` (a count or "auto") ``workers_per_gpu`` on
+    each GPU. ``data_dir`` is a folder of Fashion-MNIST IDX files (default: Debian's package). Returns a dict
     with ``accuracy``, ``model_table``, ``name``, ``version`` and ``plot``.
 
     Examples
@@ -94,8 +97,11 @@ def demo(
     say(f"loaded {train_table} and {test_table}, {segments} segments each")
 
     model = seed_cnn(x.shape[1:] + (1,), 10)
-    with cluster(n_workers=workers) as local_cluster, Client(local_cluster) as client:
-        say(f"cluster: {workers} worker processes; training with {chosen!r} for {iterations} iterations")
+    shape = {"gpus": gpus, "workers_per_gpu": workers_per_gpu} if gpus else {"n_workers": workers}
+    with cluster(**shape) as local_cluster, Client(local_cluster) as client:
+        count = len(client.scheduler_info(n_workers=-1)["workers"])
+        kind = f"GPU worker processes ({workers_per_gpu} per GPU)" if gpus else "worker processes"
+        say(f"cluster: {count} {kind}; training with {chosen!r} for {iterations} iterations")
         result = fit(
             train_table,
             model,

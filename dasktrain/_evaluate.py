@@ -28,6 +28,7 @@ def evaluate(
     batch_size: int = 1024,
     skip_nonfinite: bool = False,
     client=None,
+    use_gpus: bool | None = None,
 ) -> dict:
     """Loss and compiled metrics of a stored model over every row of ``table``.
 
@@ -49,6 +50,9 @@ def evaluate(
     skip_nonfinite : bool, default False
         Rows whose features hold NaN or infinity are an error naming them; True leaves them out
         and counts them in ``"skipped"``.
+    use_gpus : bool, optional
+        True: evaluate on GPU workers only (an error before any work when there are none); False:
+        on any worker; None (default): on GPU workers when the cluster has them.
 
     Returns
     -------
@@ -62,6 +66,8 @@ def evaluate(
     """
     import dask
 
+    from ._cluster import client_or_local
+    from ._placement import placement
     from ._predict import _check_shape, _shared, protected_tables, run_segments
     from ._read import read_table
 
@@ -84,7 +90,9 @@ def evaluate(
         dask.delayed(_evaluate_partition, pure=False)(part, k, shared, x, y, batch_size, skip_nonfinite)
         for k, part in enumerate(ddf.to_delayed())
     ]
-    parts = [p for p in run_segments(tasks, client, False, f"evaluating on {table}") if p["rows"]]
+    with client_or_local(client) as client:
+        placed = placement(client, use_gpus, f"evaluating on {table}")
+        parts = [p for p in run_segments(tasks, client, False, f"evaluating on {table}", placed) if p["rows"]]
     rows = sum(p["rows"] for p in parts)
     if not rows:
         raise DataError(f"No row of {table!r} could be evaluated: every row has NaN or infinite features.")

@@ -41,6 +41,7 @@ def fit(
     resume: bool = False,
     retries: int = 2,
     seed: int | None = None,
+    use_gpus: bool | None = None,
     client=None,
     db=None,
     progress: bool = True,
@@ -105,6 +106,10 @@ def fit(
     seed : int, optional
         Seeds each round's shuffle of each segment (from ``seed``, the segment and the iteration),
         so that a run, or a resumed run, replays the same order. Default: Keras's own shuffling.
+    use_gpus : bool, optional
+        True: read and train every segment on GPU workers (those with a ``GPU`` resource), an error
+        before any work if there are none; False: on any worker; None (default): True when the
+        cluster has GPU workers. The devices used are saved in the model's summary row.
     client : distributed.Client, optional
         Default: the current client, else a local cluster from :func:`cluster` for this call.
     db : Database or str, optional
@@ -197,6 +202,9 @@ class _Plan:
         if kw["validation"] is not None:
             self.validation, self.validation_table = self._frame(kw["validation"], "validation")
         self.client = kw["client"]
+        self.use_gpus = kw["use_gpus"]
+        if self.use_gpus not in (True, False, None):
+            raise TypeError(f"Expected use_gpus=True, False or None. Received: use_gpus={self.use_gpus!r}")
         return self
 
     # -- resolving inputs --------------------------------------------------------------------------

@@ -40,7 +40,7 @@ _SUMMARY_COLUMNS = """
     validation_metrics_final double precision, validation_loss_final double precision,
     validation_metrics double precision[], validation_loss double precision[], metrics_iters integer[],
     strategy text, strategy_params json, num_segments integer, num_rows bigint, members integer,
-    history json, created_at timestamptz NOT NULL DEFAULT now(),
+    history json, devices json, created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, version)
 """
 
@@ -103,6 +103,13 @@ def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
     cur.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(summary.sql, sql.SQL(_SUMMARY_COLUMNS), distributed)
     )
+    for column, kind in _LATER_COLUMNS.items():  # summary tables made by earlier versions lack them
+        if column not in table_info(cur, summary).columns:
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} " + kind).format(summary.sql, sql.Identifier(column)))
+
+
+#: Summary columns added after the first release, and their types.
+_LATER_COLUMNS = {"devices": "json"}
 
 
 def save_model(
@@ -238,6 +245,7 @@ def _summary_values(result: TrainingResult, table: TableName, name: str, status:
         "num_rows": result.num_rows,
         "members": len(weights),
         "history": result.history_json(),
+        "devices": json.dumps(result.devices) if result.devices is not None else None,
     }
 
 

@@ -125,6 +125,7 @@ def predict_table(
     normalizing_const=None,
     skip_nonfinite: bool = False,
     progress: bool = True,
+    use_gpus: bool | None = None,
 ) -> int:
     """Score ``source_table`` into ``output_table``, segment by segment, in parallel.
 
@@ -160,6 +161,9 @@ def predict_table(
         Rows whose features hold NaN or infinity are an error naming them; True skips them and
         logs how many (a warning on the ``dasktrain`` logger).
     progress : bool, default True
+    use_gpus : bool, optional
+        True: score on GPU workers only (an error before any work when there are none); False:
+        on any worker; None (default): on GPU workers when the cluster has them.
 
     Returns
     -------
@@ -172,8 +176,8 @@ def predict_table(
     ...                         name="fashion_cnn", pred_type=3, replace=True)  # doctest: +SKIP
     30000
     """
-    import dask
-
+    from ._cluster import client_or_local
+    from ._placement import placement
     from ._read import read_table
 
     db = connect(db)
@@ -199,6 +203,18 @@ def predict_table(
         ddf = read_table(db, source_table, columns=[id, x])
         _check_shape(ddf.dtypes[x], scorer, x)
         parts = ddf.to_delayed()
+    job = (db, scorer, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace)
+    if not parts:  # an empty output needs no cluster
+        return _score_table(*job, client, {}, progress)
+    with client_or_local(client) as client:
+        return _score_table(*job, client, placement(client, use_gpus, f"scoring into {output}"), progress)
+
+
+def _score_table(db, scorer, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace, client, placed,
+                 progress) -> int:  # fmt: skip
+    """Score ``parts`` into a staging table, then publish it as ``output`` (or drop it on failure)."""
+    import dask
+
     staging = Staging.new(output)
     holder = staging.start(db, _OUTPUT_COLUMNS, "id" if db.dialect.distributed else None)
     try:
@@ -210,7 +226,7 @@ def predict_table(
             )
             for k, part in enumerate(parts)
         ]
-        counts = run_segments(tasks, client, progress, f"scoring into {output}")
+        counts = run_segments(tasks, client, progress, f"scoring into {output}", placed)
         written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
         rows = staging.publish(db, len(tasks), written, replace)
     except BaseException:
@@ -219,7 +235,7 @@ def predict_table(
     finally:
         holder.close()
     if skipped:
-        logger.warning("predict_table: skipped %d rows of %s with NaN or infinite features", skipped, source)
+        logger.warning("predict_table: skipped %d rows scoring into %s with NaN or infinite features", skipped, output)
     return rows
 
 
@@ -326,8 +342,11 @@ def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -
     return ok
 
 
-def run_segments(tasks: list, client, progress: bool, label: str) -> list:
-    """Compute one task per segment on the cluster with a progress bar; return their results."""
+def run_segments(tasks: list, client, progress: bool, label: str, placed: dict | None = None) -> list:
+    """Compute one task per segment on the cluster with a progress bar; return their results.
+
+    ``placed``: task options from :func:`~dasktrain._placement.task_options` (GPU workers only).
+    """
     from tqdm.auto import tqdm
 
     from ._cluster import client_or_local
@@ -337,7 +356,7 @@ def run_segments(tasks: list, client, progress: bool, label: str) -> list:
         return []
     with client_or_local(client) as client:
         wait_for_workers(client, label)
-        futures = client.compute(tasks)
+        futures = client.compute(tasks, **(placed or {}))
         try:
             with tqdm(total=len(futures), unit="segment", desc=label, disable=not progress) as bar:
                 return gather(client, futures, [f"segment {k}" for k in range(len(futures))], label, bar=bar)

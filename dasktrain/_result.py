@@ -61,6 +61,7 @@ class TrainingResult:
     stopped_early: bool = False
     outer_state: list | None = None  # the strategy's own state after the last round (SlowMo's momentum)
     segment_states: dict | None = None  # {segment: SegmentState} of a checkpoint, for an exact resume
+    devices: list | None = None  # what the segments trained on: [{"host", "device", "memory_limit_mib", ...}]
 
     @property
     def weights(self) -> list[np.ndarray]:

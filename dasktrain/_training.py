@@ -22,6 +22,7 @@ from datetime import datetime
 
 from . import _worker
 from ._guard import WorkersLost, gather, wait_for_workers
+from ._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
 from ._reducer import tree_reduce
 from ._result import TrainingResult
 from .errors import ClusterError, SegmentFailedError, TrainingDivergedError
@@ -38,11 +39,12 @@ class ClusterSegments:
     stats: list  # every segment's SegmentStats, empty ones included
     rows: int
     holders: list[str] | None = None
+    placed: dict = dataclasses.field(default_factory=dict)  # task options that put them on GPU workers
 
     @classmethod
-    def prepare(cls, client, frame, plan, role: str) -> ClusterSegments:
+    def prepare(cls, client, frame, plan, role: str, placed: dict) -> ClusterSegments:
         """Read each partition once into float32 arrays on a worker; check them; skip empty ones."""
-        partitions = client.compute(frame.to_delayed())
+        partitions = client.compute(frame.to_delayed(), **placed)
         prepared = [
             client.submit(
                 _worker.prepare_segment,
@@ -53,6 +55,7 @@ class ClusterSegments:
                 plan.normalizing_const,
                 plan.output_shape,
                 pure=False,
+                **placed,
             )
             for p in partitions
         ]
@@ -64,7 +67,7 @@ class ClusterSegments:
         if len(keep) < len(stats):
             empty = [k for k in range(len(stats)) if k not in keep]
             logger.info("fit: %s segments %s are empty and are skipped", role, empty)
-        segments = cls([prepared[k] for k in keep], keep, stats, sum(s.rows for s in stats))
+        segments = cls([prepared[k] for k in keep], keep, stats, sum(s.rows for s in stats), placed=placed)
         segments.locate(client)
         return segments
 
@@ -75,7 +78,8 @@ class ClusterSegments:
         again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
         state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
         """
-        counts = {w: 0 for w in client.scheduler_info(n_workers=-1)["workers"]}
+        workers = gpu_workers(client) if self.placed else client.scheduler_info(n_workers=-1)["workers"]
+        counts = {w: 0 for w in workers}
         for holder in self.holders:
             if holder in counts:  # a holder that left is dealt with when the round runs
                 counts[holder] += 1
@@ -95,9 +99,10 @@ class ClusterSegments:
                 workers=[busiest],
                 allow_other_workers=True,
                 pure=False,
+                **self.placed,
             )
             self.futures[i] = client.submit(
-                _worker.same, self.futures[i], workers=[idlest], allow_other_workers=True, pure=False
+                _worker.same, self.futures[i], workers=[idlest], allow_other_workers=True, pure=False, **self.placed
             )
             self.holders[i] = idlest
             counts[busiest] -= 1
@@ -131,6 +136,8 @@ class Training:
     def run(self) -> TrainingResult:
         plan, client = self.plan, self.client
         wait_for_workers(client, "fit")
+        self.gpu = resolve_use_gpus(client, plan.use_gpus, "fit")
+        placed = task_options(self.gpu)
         if not all(client.run(_worker.has_plugin).values()):
             client.register_plugin(_worker.TrainingWorker())
         result = plan.start_result()
@@ -150,14 +157,15 @@ class Training:
         from ._fit import class_values
 
         frame = plan.data.repartition(npartitions=1) if plan.strategy.centralized else plan.data
-        self.train = ClusterSegments.prepare(client, frame, plan, "data")
+        self.train = ClusterSegments.prepare(client, frame, plan, "data", placed)
         self.job = dataclasses.replace(self.job, segments=len(self.train.ids))
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
         result.class_values = class_values(self.train.stats, plan.output_shape)
+        self.used: set[str] = set()  # every worker that trained a segment, for result.devices
         self.validation = None
         if plan.validation is not None:
-            self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation")
+            self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation", placed)
         self.resumed = self._resumed_states(result)
 
         members = result.members
@@ -186,6 +194,7 @@ class Training:
                 bar.update(1)
                 stop = plan.early is not None and plan.early.update(plan.monitored(entry))
                 if plan.checkpoint and (iteration % plan.checkpoint_every == 0 or stop):
+                    result.devices = devices_used(client, sorted(self.used))
                     self._save_checkpoint(result, iteration)
                 if stop:
                     result.stopped_early = True
@@ -193,7 +202,8 @@ class Training:
         finally:
             bar.close()
             with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
-                client.run(_worker.forget_fit, self.job.fit_id)
+                client.run(_worker.forget_fit, self.job.fit_id, self.gpu)
+        result.devices = devices_used(client, sorted(self.used))
         result.end_time = datetime.now().astimezone()
         return result
 
@@ -274,7 +284,9 @@ class Training:
                     workers=[holder],
                     allow_other_workers=False,  # the segment's state is there; a lost worker is handled here
                     key=f"train-segment-{tag}-{segment}",
+                    **train.placed,
                 )
+        self.used.update(train.holders)
         locals_ = [trained[segment] for segment in train.ids]
         total = tree_reduce(client, locals_, _worker.merge)
         summary = client.submit(_worker.round_summary, total, key=f"round-summary-{tag}")
@@ -307,7 +319,7 @@ class Training:
         """The merged model's loss and metrics on every validation segment, reduced by rows."""
         client, members = self.client, self.plan.strategy.is_ensemble
         evals = [
-            client.submit(_worker.evaluate_segment, v, state, self.job, members, pure=False)
+            client.submit(_worker.evaluate_segment, v, state, self.job, members, pure=False, **self.validation.placed)
             for v in self.validation.futures
         ]
         return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), key=f"validation-{tag}")

@@ -392,11 +392,21 @@ def ensemble_metrics(probabilities: np.ndarray, y: np.ndarray, compile_params: d
     return {"loss": value, "accuracy": float(np.mean(predicted == truth))}
 
 
-def forget_fit(fit_id: str, dask_worker=None) -> None:
-    """Run on every worker at the end of a fit (``client.run``)."""
+def forget_fit(fit_id: str, release_models: bool = False, dask_worker=None) -> None:
+    """Run on every worker at the end of a fit (``client.run``).
+
+    ``release_models`` (GPU fits) also drops the built models and clears Keras's session, so their
+    device memory is free for the next job; CPU workers keep them to save the next fit building them.
+    """
     plugin = (dask_worker or get_worker()).plugins.get(NAME)
     if plugin is not None:
         plugin.forget(fit_id)
+        if release_models:
+            from ._gpu_memory import release_models as release
+
+            with plugin._lock:
+                plugin.slots.clear()
+            release()
 
 
 def has_plugin(dask_worker=None) -> bool:

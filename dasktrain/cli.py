@@ -31,14 +31,38 @@ def command(name: str, help: str, example: str):
 
 @contextlib.contextmanager
 def _client(args):
-    """A client on --scheduler if given, else None (the API starts a local cluster when needed)."""
-    if not getattr(args, "scheduler", None):
-        yield None
-        return
+    """A client on --scheduler; on a local cluster shaped by --gpus; else None (the API starts one when needed)."""
     from distributed import Client
 
-    with Client(args.scheduler) as client:
-        yield client
+    shaped = args.gpus is not None or args.workers_per_gpu is not None
+    if getattr(args, "scheduler", None):
+        if shaped:
+            raise DasktrainError(
+                "--gpus and --workers-per-gpu shape a local cluster, not --scheduler's: start the GPU workers of "
+                "that cluster with 'dask cuda worker SCHEDULER --resources GPU=1 --preload dasktrain.gpu_worker'"
+            )
+        with Client(args.scheduler) as client:
+            yield client
+    elif shaped:
+        from ._cluster import cluster
+
+        with (
+            cluster(gpus=_gpus(args.gpus), workers_per_gpu=args.workers_per_gpu or 1) as local,
+            Client(local) as client,
+        ):
+            yield client
+    else:
+        yield None
+
+
+def _gpus(text: str | None):
+    """--gpus: "auto", or a count."""
+    if text is None or text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise DasktrainError(f"--gpus takes 'auto' or a number of GPUs, not {text!r}") from None
 
 
 def _merge_job(args, keys: set[str], command_name: str, required: Sequence[str]) -> dict:
@@ -128,6 +152,8 @@ def _demo(args) -> int:
         segments=args.segments,
         iterations=args.iterations,
         workers=args.workers,
+        gpus=_gpus(args.gpus) if args.gpus is not None else None,
+        workers_per_gpu=args.workers_per_gpu or 1,
         plot=args.plot,
         data_dir=args.data_dir,
         progress=not args.quiet,
@@ -416,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", help="database (default: $DASKTRAIN_DSN, else the embedded server)")
     common.add_argument("--scheduler", help="Dask scheduler ADDRESS (default: a local cluster)")
+    common.add_argument(
+        "--gpus", metavar="N|auto", help="local cluster: GPU workers on N GPUs, or on all (default: all, if any)"
+    )
+    common.add_argument("--workers-per-gpu", type=int, metavar="K", help="local cluster: K workers share each GPU")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -16,7 +16,8 @@ table, column, segment or value at fault and say how to fix it.
     │   └── TrainingDivergedError the loss became NaN or infinite during fit
     └── ClusterError              the Dask cluster cannot do the work
         ├── NoWorkersError        no worker joined (or all left) within the time allowed
-        └── SegmentFailedError    one segment's task failed more times than allowed
+        ├── SegmentFailedError    one segment's task failed more times than allowed
+        └── GPUError              GPUs asked for and missing, or a worker could not take its share
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "ClusterError",
     "NoWorkersError",
     "SegmentFailedError",
+    "GPUError",
 ]
 
 
@@ -81,3 +83,7 @@ class NoWorkersError(ClusterError):
 
 class SegmentFailedError(ClusterError):
     """One segment's task failed (its worker died) more times than allowed."""
+
+
+class GPUError(ClusterError):
+    """GPUs were asked for that the cluster does not have, or a worker could not take its share of one."""
