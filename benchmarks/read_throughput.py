@@ -63,7 +63,7 @@ def main() -> None:
         return images, frame["y"].to_numpy()
 
     wire_bytes = raw_copy()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
 
             def dask_read_table():

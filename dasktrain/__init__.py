@@ -7,7 +7,7 @@ Examples
 >>> ddf = dasktrain.read_table(db, "fashion_mnist_train")  # doctest: +SKIP
 """
 
-from . import errors
+from . import _quiet, errors  # noqa: F401  (_quiet first: it quiets TensorFlow start-up before anything imports it)
 from ._architectures import delete_architecture, list_architectures, load_architecture
 from ._arrays import to_arrays
 from ._cluster import cluster

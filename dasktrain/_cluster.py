@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import socket
+import sys
 from collections.abc import Iterator
 
 from distributed import LocalCluster
@@ -42,7 +44,8 @@ def cluster(
     memory_fraction : float, default 0.9
         Share of each GPU's memory taken by all its workers together.
     **kwargs
-        Passed to ``distributed.LocalCluster`` (``memory_limit``, ``dashboard_address``, ...).
+        Passed to ``distributed.LocalCluster`` (``memory_limit``, ...). ``dashboard_address``
+        defaults to ``:8787``, or any free port when 8787 is taken (by another cluster).
 
     Raises
     ------
@@ -66,7 +69,7 @@ def cluster(
             f"(GPU workers number gpus * workers_per_gpu)."
         )
     devices = [] if n_workers is not None else resolve_gpus(gpus)
-    kwargs.setdefault("dashboard_address", None)
+    kwargs.setdefault("dashboard_address", dashboard_address())
     # Threads for TensorFlow's oneDNN kernels (OpenMP), read when the worker process starts.
     kwargs["env"] = {"OMP_NUM_THREADS": str(threads_per_worker), **kwargs.get("env", {})}
     if devices:
@@ -169,9 +172,34 @@ def _cuda_cluster(devices: list[str], threads_per_worker: int, **kwargs):
     )
 
 
+def dashboard_address(preferred: int = 8787) -> str:
+    """``":8787"`` when that port is free, else ``":0"`` (any free port): a second cluster must not fail or warn.
+
+    >>> dashboard_address() in (":8787", ":0")
+    True
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("", preferred))
+        except OSError:
+            return ":0"
+    return f":{preferred}"
+
+
+def announce(client, what: str = "started a local Dask cluster") -> None:
+    """Say on stderr how many workers a new cluster has and where its dashboard is."""
+    workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    link = client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
+    noun = "worker process" if workers == 1 else "worker processes"
+    print(f"dasktrain: {what} of {workers} {noun}" + (f"; dashboard: {link}" if link else ""),
+          file=sys.stderr, flush=True)  # fmt: skip
+
+
 @contextlib.contextmanager
-def client_or_local(client=None) -> Iterator:
+def client_or_local(client=None, *, quiet: bool = False) -> Iterator:
     """``client``, else the current Dask client, else a client on a new :func:`cluster` closed on exit.
+
+    A new cluster is announced on stderr with its dashboard's link (unless ``quiet``).
 
     >>> with client_or_local() as client:  # doctest: +SKIP
     ...     client.submit(sum, [1, 2]).result()
@@ -190,4 +218,6 @@ def client_or_local(client=None) -> Iterator:
         yield current
         return
     with cluster() as local, Client(local) as owned:
+        if not quiet:
+            announce(owned)
         yield owned

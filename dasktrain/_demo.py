@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .errors import DataError
 from .strategies import strategy_named
 
 COMPILE = "optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']"
@@ -31,17 +32,26 @@ def seed_cnn(input_shape: tuple[int, ...], classes: int):
 
 
 def demo_data(say=print, directory=None):
-    """Fashion-MNIST (train, test) when Debian's package is installed, else scikit-learn's digits."""
-    from loaders.digits import read_digits
-    from loaders.idx import FASHION_MNIST_DIR, find_split, read_images_and_labels
+    """Fashion-MNIST (train, test) from ``directory``; without one, Debian's package, else scikit-learn's digits.
 
-    directory = directory or FASHION_MNIST_DIR
+    A ``directory`` given that holds no Fashion-MNIST files is an error naming the files looked for.
+    """
+    from loaders.digits import read_digits
+    from loaders.idx import FASHION_MNIST_DIR, FILES, find_split, read_images_and_labels
+
     try:
-        train = read_images_and_labels(*find_split(directory, "train"))
-        test = read_images_and_labels(*find_split(directory, "test"))
-        say(f"data: Fashion-MNIST from {directory} ({len(train[0]):,} train, {len(test[0]):,} test images)")
+        train = read_images_and_labels(*find_split(directory or FASHION_MNIST_DIR, "train"))
+        test = read_images_and_labels(*find_split(directory or FASHION_MNIST_DIR, "test"))
+        say(f"data: Fashion-MNIST from {directory or FASHION_MNIST_DIR} ({len(train[0]):,} train, "
+            f"{len(test[0]):,} test images)")  # fmt: skip
         return "fashion_mnist", train, test, 255.0
     except FileNotFoundError:
+        if directory is not None:
+            names = [name for pair in FILES.values() for name in pair]
+            raise DataError(
+                f"--data-dir {directory} holds no Fashion-MNIST files: looked for {', '.join(names)} "
+                f"(each may end in .gz)."
+            ) from None
         x, y = read_digits()
         say(
             "data: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist), "
@@ -59,6 +69,7 @@ def demo(
     workers: int = 2,
     gpus: int | str | None = None,
     workers_per_gpu: int = 1,
+    dashboard_address: str | None = None,
     plot: str = "dasktrain_demo.png",
     data_dir: str | None = None,
     progress: bool = True,
@@ -88,9 +99,9 @@ def demo(
     for label, value in (("segments", segments), ("iterations", iterations), ("workers", workers)):
         positive_int(value, label)
     started = time.perf_counter()
+    name, (x, y), (x_test, y_test), normalizing_const = demo_data(say, data_dir)
     db = connect(dsn)
     say(f"database: {db!r}")
-    name, (x, y), (x_test, y_test), normalizing_const = demo_data(say, data_dir)
     train_table, test_table = f"demo_{name}_train", f"demo_{name}_test"
     loaders.write_arrays(db, train_table, x, y, segments=segments, if_exists="replace", progress=progress)
     loaders.write_arrays(db, test_table, x_test, y_test, segments=segments, if_exists="replace", progress=progress)
@@ -98,10 +109,13 @@ def demo(
 
     model = seed_cnn(x.shape[1:] + (1,), 10)
     shape = {"gpus": gpus, "workers_per_gpu": workers_per_gpu} if gpus else {"n_workers": workers}
+    if dashboard_address is not None:
+        shape["dashboard_address"] = dashboard_address
     with cluster(**shape) as local_cluster, Client(local_cluster) as client:
         count = len(client.scheduler_info(n_workers=-1)["workers"])
         kind = f"GPU worker processes ({workers_per_gpu} per GPU)" if gpus else "worker processes"
-        say(f"cluster: {count} {kind}; training with {chosen!r} for {iterations} iterations")
+        say(f"cluster: {count} {kind}; dashboard: {client.dashboard_link}")
+        say(f"training with {chosen!r} for {iterations} iterations")
         result = fit(
             train_table,
             model,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import DataError
 
@@ -50,6 +50,12 @@ class EarlyStopping:
         if value is None or isinstance(value, EarlyStopping):
             return value
         if isinstance(value, Mapping):
+            known = [f.name for f in fields(cls)]
+            unknown = sorted(set(value) - set(known))
+            if unknown:
+                raise DataError(
+                    f"early_stopping has no parameter {', '.join(map(repr, unknown))}. Known: {', '.join(known)}."
+                )
             return cls(**value)
         raise TypeError(f"Expected early_stopping as EarlyStopping or a dict. Received: {type(value).__name__}")
 

@@ -29,6 +29,7 @@ def evaluate(
     skip_nonfinite: bool = False,
     client=None,
     use_gpus: bool | None = None,
+    progress: bool = True,
 ) -> dict:
     """Loss and compiled metrics of a stored model over every row of ``table``.
 
@@ -53,6 +54,8 @@ def evaluate(
     use_gpus : bool, optional
         True: evaluate on GPU workers only (an error before any work when there are none); False:
         on any worker; None (default): on GPU workers when the cluster has them.
+    progress : bool, default True
+        Show a progress bar over the segments.
 
     Returns
     -------
@@ -90,9 +93,9 @@ def evaluate(
         dask.delayed(_evaluate_partition, pure=False)(part, k, shared, x, y, batch_size, skip_nonfinite)
         for k, part in enumerate(ddf.to_delayed())
     ]
-    with client_or_local(client) as client:
+    with client_or_local(client, quiet=not progress) as client:
         placed = placement(client, use_gpus, f"evaluating on {table}")
-        parts = [p for p in run_segments(tasks, client, False, f"evaluating on {table}", placed) if p["rows"]]
+        parts = [p for p in run_segments(tasks, client, progress, f"evaluating on {table}", placed) if p["rows"]]
     rows = sum(p["rows"] for p in parts)
     if not rows:
         raise DataError(f"No row of {table!r} could be evaluated: every row has NaN or infinite features.")

@@ -263,7 +263,7 @@ class _Plan:
     def run(self) -> TrainingResult:
         from ._training import Training
 
-        with client_or_local(self.client) as client:
+        with client_or_local(self.client, quiet=not self.progress) as client:
             return Training(self, client).run()
 
     def start_result(self) -> TrainingResult:

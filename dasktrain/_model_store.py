@@ -388,7 +388,7 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
 
 
 def list_models(db: Database | str | None, table: str) -> list[dict]:
-    """Every stored version: name, version, status, strategy, iterations, final losses, created_at.
+    """Every stored version: name, version, status, strategy, iterations, final losses and metrics, created_at.
 
     >>> [(m["name"], m["version"]) for m in dasktrain.list_models(None, "models")]  # doctest: +SKIP
     [('fashion_cnn', 1), ('fashion_cnn', 2)]
@@ -400,8 +400,9 @@ def list_models(db: Database | str | None, table: str) -> list[dict]:
             raise SchemaError(f"Model table {str(table_name)!r} does not exist.")
         cur.execute(
             sql.SQL(
-                "SELECT name, version, status, strategy, num_iterations, training_loss_final, validation_loss_final, "
-                "description, created_at FROM {} ORDER BY name, version"
+                "SELECT name, version, status, strategy, num_iterations, training_loss_final, training_metrics_final, "
+                "validation_loss_final, validation_metrics_final, metrics_type, description, created_at "
+                "FROM {} ORDER BY name, version"
             ).format(summary.sql)
         )
         columns = [d.name for d in cur.description]

@@ -206,7 +206,7 @@ def predict_table(
     job = (db, scorer, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace)
     if not parts:  # an empty output needs no cluster
         return _score_table(*job, client, {}, progress)
-    with client_or_local(client) as client:
+    with client_or_local(client, quiet=not progress) as client:
         return _score_table(*job, client, placement(client, use_gpus, f"scoring into {output}"), progress)
 
 

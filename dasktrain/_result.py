@@ -12,7 +12,7 @@ from ._model_spec import build_model
 from .strategies import Strategy
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainingResult:
     """The outcome of :func:`dasktrain.fit`: final weights, per-iteration history, and what was used.
 
@@ -62,6 +62,24 @@ class TrainingResult:
     outer_state: list | None = None  # the strategy's own state after the last round (SlowMo's momentum)
     segment_states: dict | None = None  # {segment: SegmentState} of a checkpoint, for an exact resume
     devices: list | None = None  # what the segments trained on: [{"host", "device", "memory_limit_mib", ...}]
+
+    def __repr__(self) -> str:
+        """One line: strategy, iterations, rows, segments, parameters and the last round's metrics."""
+        last = self.history[-1] if self.history else {}
+        metrics = [
+            f"{part}_{name}={value:.4f}"
+            for part in ("training", "validation")
+            for name, value in (last.get(part) or {}).items()
+        ]
+        parameters = sum(int(np.prod(w.shape)) for w in self.weights)
+        members = f", members={len(self.members)}" if self.strategy.is_ensemble else ""
+        return (
+            f"TrainingResult(strategy={self.strategy.name}, iterations={self.iterations}, rows={self.num_rows}, "
+            f"segments={self.num_segments}, parameters={parameters}{members}"
+            + "".join(f", {m}" for m in metrics)
+            + (", stopped_early=True" if self.stopped_early else "")
+            + ")"
+        )
 
     @property
     def weights(self) -> list[np.ndarray]:

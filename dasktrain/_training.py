@@ -23,6 +23,7 @@ from datetime import datetime
 from . import _worker
 from ._guard import WorkersLost, gather, wait_for_workers
 from ._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
+from ._progress import FitProgress
 from ._reducer import tree_reduce
 from ._result import TrainingResult
 from .errors import ClusterError, SegmentFailedError, TrainingDivergedError
@@ -171,7 +172,9 @@ class Training:
         members = result.members
         if plan.strategy.is_ensemble and len(members) != len(self.train.ids):
             members = [members[0]] * len(self.train.ids)
-        bar = _progress_bar(plan.iterations, done, plan.progress)
+        per_round = [s.rows if not plan.sync_every else min(s.rows, plan.sync_every * plan.batch_size)
+                     for s in self.train.stats]  # fmt: skip
+        self.progress = bar = FitProgress(plan.iterations, done, len(self.train.ids), sum(per_round), plan.progress)
         clock = time.perf_counter()
         try:
             for iteration in range(done + 1, plan.iterations + 1):
@@ -190,8 +193,7 @@ class Training:
                 }
                 result.history.append(entry)
                 result.members, result.outer_state = members, round_["outer_state"]
-                bar.set_postfix(_postfix(entry), refresh=False)
-                bar.update(1)
+                bar.round_done(entry)
                 stop = plan.early is not None and plan.early.update(plan.monitored(entry))
                 if plan.checkpoint and (iteration % plan.checkpoint_every == 0 or stop):
                     result.devices = devices_used(client, sorted(self.used))
@@ -286,6 +288,7 @@ class Training:
                     key=f"train-segment-{tag}-{segment}",
                     **train.placed,
                 )
+                trained[segment].add_done_callback(self.progress.segment_done)
         self.used.update(train.holders)
         locals_ = [trained[segment] for segment in train.ids]
         total = tree_reduce(client, locals_, _worker.merge)
@@ -379,17 +382,3 @@ class Training:
             return "No checkpoint was saved yet in this run."
         table, name, version = self.last_checkpoint
         return f"The last checkpoint is version {version} of {name!r} in {table!r}: continue with resume=True."
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="fit", unit="it", disable=not enabled, leave=True)
-
-
-def _postfix(entry: dict) -> dict:
-    out = {}
-    for part, prefix in (("training", ""), ("validation", "val_")):
-        for name, value in list((entry.get(part) or {}).items())[:2]:
-            out[prefix + name] = f"{value:.4f}"
-    return out

@@ -136,7 +136,6 @@ def limit_threads(threads: int) -> None:
     start thread pools the size of the machine.
     """
     threads = max(1, int(threads))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep worker logs readable
     # Dask's nanny starts workers with OMP_NUM_THREADS=1, which would leave TensorFlow's oneDNN
     # kernels one thread however many the worker has; give them the worker's threads instead.
     for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

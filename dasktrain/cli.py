@@ -11,6 +11,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
+from ._version import __version__
 from .errors import DasktrainError
 
 _COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {}
@@ -41,15 +42,22 @@ def _client(args):
                 "--gpus and --workers-per-gpu shape a local cluster, not --scheduler's: start the GPU workers of "
                 "that cluster with 'dask cuda worker SCHEDULER --resources GPU=1 --preload dasktrain.gpu_worker'"
             )
+        from dask import config
+
+        if not args.quiet:
+            wait = config.get("distributed.comm.timeouts.connect")
+            print(f"connecting to the Dask scheduler at {args.scheduler} (waiting up to {wait})...", file=sys.stderr)
         with Client(args.scheduler) as client:
             yield client
-    elif shaped:
-        from ._cluster import cluster
+    elif shaped or args.dashboard is not None:
+        from ._cluster import announce, cluster
 
-        with (
-            cluster(gpus=_gpus(args.gpus), workers_per_gpu=args.workers_per_gpu or 1) as local,
-            Client(local) as client,
-        ):
+        shape = {"gpus": _gpus(args.gpus), "workers_per_gpu": args.workers_per_gpu or 1} if shaped else {}
+        if args.dashboard is not None:
+            shape["dashboard_address"] = args.dashboard
+        with cluster(**shape) as local, Client(local) as client:
+            if not args.quiet:
+                announce(client)
             yield client
     else:
         yield None
@@ -100,8 +108,9 @@ def _segments(args) -> int:
     from . import connect, segments
 
     db = connect(args.dsn)
+    found = segments(db, args.table, args.n)  # before the header: an error prints nothing else
     print(f"{'segment':>7}  {'rows':>10}  {'host':<20}  relation")
-    for seg in segments(db, args.table, args.n):
+    for seg in found:
         print(f"{seg.id:>7}  {seg.rows:>10}  {seg.host or '-':<20}  {seg.relation}")
     return 0
 
@@ -154,6 +163,7 @@ def _demo(args) -> int:
         workers=args.workers,
         gpus=_gpus(args.gpus) if args.gpus is not None else None,
         workers_per_gpu=args.workers_per_gpu or 1,
+        dashboard_address=args.dashboard,
         plot=args.plot,
         data_dir=args.data_dir,
         progress=not args.quiet,
@@ -336,9 +346,11 @@ def _evaluate(args) -> int:
     params = _merge_job(args, EVALUATE_KEYS, "evaluate", ["model_table", "table"])
     db = connect(args.dsn)
     with _client(args) as client:
-        result = evaluate(db, params.pop("model_table"), params.pop("table"), client=client, **params)
+        result = evaluate(
+            db, params.pop("model_table"), params.pop("table"), client=client, progress=not args.quiet, **params
+        )
     for key, value in result.items():
-        print(f"{key}: {value}")
+        print(f"{key}: {_number(value) if isinstance(value, float) else value}")
     return 0
 
 
@@ -357,26 +369,62 @@ def _models_arguments(p):
 )(_models_arguments)
 def _models(args) -> int:
     from . import connect, delete_model, list_models, model_summary
+    from ._model_store import load_members
 
     db = connect(args.dsn)
     if args.action == "list":
-        print(f"{'name':<24} {'version':>7} {'status':<10} {'strategy':<11} {'iters':>5} {'train loss':>10}  created")
-        for m in list_models(db, args.model_table):
-            loss = f"{m['training_loss_final']:.4f}" if m["training_loss_final"] is not None else "-"
-            print(
-                f"{m['name']:<24} {m['version']:>7} {m['status']:<10} {m['strategy']:<11} "
-                f"{m['num_iterations']:>5} {loss:>10}  {m['created_at']:%Y-%m-%d %H:%M}"
-            )
+        _print_models(list_models(db, args.model_table))
     elif args.action == "show":
         summary = model_summary(db, args.model_table, args.name, args.version)
-        for key, value in summary.items():
-            if key != "history":
-                print(f"{key}: {value}")
+        _print_summary(summary)
+        _print_layers(load_members(db, args.model_table, summary["name"], summary["version"])[0])
     else:
         if not args.name:
             raise DasktrainError("models delete needs --name")
         print(f"deleted {delete_model(db, args.model_table, args.name, args.version)} version(s)")
     return 0
+
+
+def _number(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_models(models: list[dict]) -> None:
+    metric = next((m["metrics_type"][0] for m in models if m["metrics_type"]), "metric")[:10]
+    print(f"{'name':<24} {'version':>7} {'status':<10} {'strategy':<9} {'iters':>5} {'train loss':>10} "
+          f"{'train ' + metric:>16} {'val loss':>9} {'val ' + metric:>14}  created")  # fmt: skip
+    for m in models:
+        print(
+            f"{m['name']:<24} {m['version']:>7} {m['status']:<10} {m['strategy'] or '-':<9} {m['num_iterations']:>5} "
+            f"{_number(m['training_loss_final']):>10} {_number(m['training_metrics_final']):>16} "
+            f"{_number(m['validation_loss_final']):>9} {_number(m['validation_metrics_final']):>14}  "
+            f"{m['created_at']:%Y-%m-%d %H:%M}"
+        )
+
+
+def _print_summary(summary: dict) -> None:
+    """One line per field, floats rounded; the per-iteration lists are shortened to their ends."""
+    for key, value in summary.items():
+        if key in ("history",):
+            continue
+        if isinstance(value, float):
+            value = _number(value)
+        elif isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+            shown = [_number(v) for v in value]
+            value = "[" + ", ".join(shown if len(shown) <= 6 else [*shown[:3], "...", *shown[-2:]]) + "]"
+        print(f"{key}: {value}")
+
+
+def _print_layers(architecture: str) -> None:
+    """The layers as Keras's summary lists them: name (type), output shape, parameters."""
+    from ._model_spec import build_model
+
+    model = build_model(architecture)
+    print(f"\n{'layer (type)':<36} {'output shape':<22} {'params':>10}")
+    for layer in model.layers:
+        shape = str(tuple(getattr(layer, "output", None).shape)) if hasattr(layer, "output") else "?"
+        print(f"{layer.name + ' (' + type(layer).__name__ + ')':<36} {shape:<22} {layer.count_params():>10,}")
+    print(f"{'total':<36} {'':<22} {model.count_params():>10,}")
 
 
 def _architectures_arguments(p):
@@ -439,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  dasktrain demo\n  dasktrain predict --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"dasktrain {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", help="database (default: $DASKTRAIN_DSN, else the embedded server)")
     common.add_argument("--scheduler", help="Dask scheduler ADDRESS (default: a local cluster)")
@@ -446,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus", metavar="N|auto", help="local cluster: GPU workers on N GPUs, or on all (default: all, if any)"
     )
     common.add_argument("--workers-per-gpu", type=int, metavar="K", help="local cluster: K workers share each GPU")
+    common.add_argument(
+        "--dashboard", metavar="[HOST]:PORT", help="local cluster: where its Dask dashboard listens (default :8787, "
+        "or a free port when 8787 is taken)"
+    )  # fmt: skip
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -475,12 +528,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (DasktrainError, OSError, ValueError, TypeError, psycopg2.Error) as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback too, and still the status of a user error
+            import traceback
+
+            traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        message = redact_text(message, args.dsn, os.environ.get(DSN_ENV))
+        message = redact_text(in_command_words(message), args.dsn, os.environ.get(DSN_ENV))
         print(f"dasktrain {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+#: How the library's messages name Python calls, and what a command-line user types instead.
+_COMMAND_WORDS = [
+    ("Pass replace=True (--replace) to replace it", "Pass --replace to replace it"),
+    ("Pass replace=True to replace it", "Pass --replace to replace it"),
+    ("create it with load_architecture()", "create it with 'dasktrain architectures load'"),
+    ("see list_models()", "see 'dasktrain models list'"),
+    ("pass name= to choose one", "pass --name to choose one"),
+    ("or pass dsn=None to use the embedded server", "or leave out --dsn and DASKTRAIN_DSN to use the embedded server"),
+    ("pass checkpoint=(db, table, name) to keep progress", "pass --checkpoint-every to keep progress"),
+    ("or pass use_gpus=False", "or start a cluster without GPU workers"),
+]
+
+
+def in_command_words(message: str) -> str:
+    """``message`` with Python calls replaced by the commands and flags that do the same.
+
+    >>> in_command_words("Output table 'x' already exists. Pass replace=True to replace it.")
+    "Output table 'x' already exists. Pass --replace to replace it."
+    """
+    for python, command in _COMMAND_WORDS:
+        message = message.replace(python, command)
+    return message
 
 
 if __name__ == "__main__":

@@ -8,11 +8,27 @@ Fashion-MNIST by default), ``cifar10``, ``images`` (a folder per class), ``digit
 2
 """
 
+import importlib
+
 from ._write import write_arrays
-from .cifar10 import read_batch, read_split
-from .digits import read_digits
-from .idx import read_idx, read_images_and_labels
-from .images import read_image_folder
+
+# The readers live in the modules that ``python -m loaders.<name>`` runs: importing those here
+# would make runpy warn that the module was imported before it ran. They load on first use.
+_READERS = {
+    "read_batch": "cifar10",
+    "read_split": "cifar10",
+    "read_digits": "digits",
+    "read_idx": "idx",
+    "read_images_and_labels": "idx",
+    "read_image_folder": "images",
+}
+
+
+def __getattr__(name: str):
+    if name in _READERS:
+        return getattr(importlib.import_module(f".{_READERS[name]}", __name__), name)
+    raise AttributeError(f"module 'loaders' has no attribute {name!r}")
+
 
 __all__ = [
     "read_batch",

@@ -29,7 +29,7 @@ FASHION_MNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
-_FILES = {
+FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -60,10 +60,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 def find_split(directory: str | os.PathLike, split: str) -> tuple[Path, Path]:
     """The images and labels files of ``split`` ('train' or 'test') in ``directory``, gzipped or not."""
-    if split not in _FILES:
+    if split not in FILES:
         raise ValueError(f"Expected split 'train' or 'test'. Received: split={split!r}")
     found = []
-    for stem in _FILES[split]:
+    for stem in FILES[split]:
         candidates = [Path(directory) / stem, Path(directory) / f"{stem}.gz"]
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", help="IDX images file (default: Fashion-MNIST's, from --dir)")
     p.add_argument("--labels", help="IDX labels file (default: Fashion-MNIST's, from --dir)")
     p.add_argument("--dir", default=str(FASHION_MNIST_DIR), help=f"folder of IDX files (default: {FASHION_MNIST_DIR})")
-    p.add_argument("--split", default="train", choices=sorted(_FILES), help="which files of --dir (default: train)")
+    p.add_argument("--split", default="train", choices=sorted(FILES), help="which files of --dir (default: train)")
     args = p.parse_args(argv)
     if args.split == "test" and args.table == "fashion_mnist_train":
         args.table = "fashion_mnist_test"

@@ -15,7 +15,7 @@ from distributed import Client, LocalCluster
 @contextlib.contextmanager
 def own_cluster(n_workers: int = 2):
     """A LocalCluster of worker processes for one test (faults must not touch the shared one)."""
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             yield cluster, client
 

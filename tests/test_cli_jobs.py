@@ -193,7 +193,7 @@ def test_a_scheduler_without_workers_ends_with_a_message_not_a_hang(db, trained,
     from distributed import LocalCluster
 
     argv = ["predict", "--dsn", db.dsn, "--model-table", "scoring_models", "--source", "fit_digits_test"]
-    with LocalCluster(n_workers=0, dashboard_address=None) as bare, dask.config.set({"dasktrain.worker-timeout": 1}):
+    with LocalCluster(n_workers=0, dashboard_address=":0") as bare, dask.config.set({"dasktrain.worker-timeout": 1}):
         code = cli.main([*argv, "--output", table_name, "--scheduler", bare.scheduler_address, "--quiet"])
     assert code == 2
     assert "no Dask worker is connected to the scheduler at tcp://" in capsys.readouterr().err
@@ -207,7 +207,7 @@ def test_fit_at_a_scheduler_without_workers_ends_with_a_message_not_a_hang(db, d
     import dasktrain
     from dasktrain.errors import NoWorkersError
 
-    with LocalCluster(n_workers=0, dashboard_address=None) as bare, Client(bare) as client:
+    with LocalCluster(n_workers=0, dashboard_address=":0") as bare, Client(bare) as client:
         with (
             dask.config.set({"dasktrain.worker-timeout": 1}),
             pytest.raises(NoWorkersError, match="dask worker tcp://"),

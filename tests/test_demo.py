@@ -4,7 +4,7 @@ import pytest
 
 import dasktrain
 from dasktrain import cli
-from dasktrain.testing import drop_tables
+from dasktrain.testing import drop_tables, table_exists
 
 
 @pytest.mark.slow
@@ -31,14 +31,13 @@ def test_demo_trains_saves_and_scores(db, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_falls_back_to_digits_and_says_so(db, tmp_path, capsys):
+def test_demo_falls_back_to_digits_and_says_so(db, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("loaders.idx.FASHION_MNIST_DIR", str(tmp_path))  # as if the package were not installed
     try:
         argv = [
             "demo",
             "--dsn",
             db.dsn,
-            "--data-dir",
-            str(tmp_path),
             "--iterations",
             "6",
             "--plot",
@@ -53,6 +52,15 @@ def test_demo_falls_back_to_digits_and_says_so(db, tmp_path, capsys):
     finally:
         for table in ("demo_models", "demo_digits_train", "demo_digits_test"):
             drop_tables(db, table)
+
+
+def test_a_data_dir_without_fashion_mnist_is_an_error_naming_the_files(db, tmp_path, capsys):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")  # one file of four is not Fashion-MNIST
+    assert cli.main(["demo", "--dsn", db.dsn, "--data-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir {tmp_path} holds no Fashion-MNIST files" in err
+    assert "t10k-labels-idx1-ubyte" in err
+    assert not table_exists(db, "demo_digits_train")
 
 
 def test_demo_refuses_an_unknown_strategy(capsys):

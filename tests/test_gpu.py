@@ -194,7 +194,7 @@ def _pretend_policy_applied(dask_worker=None):
 def test_gpu_work_runs_only_on_gpu_workers(db, digits, trained, table_name):
     """A cluster of one worker advertising a GPU and one without: every segment trains and scores on the first."""
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as mixed,
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as mixed,
         Client(mixed) as client,
     ):
         gpu_spec = copy.deepcopy(mixed.new_spec)

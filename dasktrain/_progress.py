@@ -1,0 +1,71 @@
+"""Progress of a fit: a bar that moves as each segment of a round finishes, as Keras's moves per batch.
+
+On a terminal it redraws at most twice a second; written to a file or a pipe (a batch job's log)
+it writes a line at most every 30 seconds, so logs stay short.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+
+class FitProgress:
+    """``fit  45%|████▌     | 9/20 segments [00:12<00:14, iteration=3/5, rows/s=9,812, loss=0.41, accuracy=0.86]``.
+
+    >>> progress = FitProgress(iterations=2, done=0, segments=4, rows=400, enabled=False)
+    >>> progress.round_done({"iteration": 1, "training": {"loss": 0.5}})
+    >>> progress.bar.n
+    4
+    """
+
+    def __init__(self, iterations: int, done: int, segments: int, rows: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.iterations, self.segments, self.rows = iterations, segments, rows
+        interactive = sys.stderr.isatty()
+        self.bar = tqdm(
+            total=iterations * segments,
+            initial=done * segments,
+            desc="fit",
+            unit="segment",
+            disable=not enabled,
+            leave=True,
+            mininterval=0.5 if interactive else 30.0,
+        )
+        self._lock = threading.Lock()
+        self._round_started = time.perf_counter()
+        self._finished = done * segments
+
+    def segment_done(self, future) -> None:
+        """A training future's callback: one more segment of the round is trained."""
+        if future.status != "finished":
+            return
+        with self._lock:
+            if self.bar.n < self._finished + self.segments:  # a retried round does not count twice
+                self.bar.update(1)
+
+    def round_done(self, entry: dict) -> None:
+        """Set the bar to the round's end and show its speed and metrics."""
+        seconds = time.perf_counter() - self._round_started
+        with self._lock:
+            self._finished = entry["iteration"] * self.segments
+            self.bar.n = self._finished
+            postfix = {"iteration": f"{entry['iteration']}/{self.iterations}"}
+            if seconds > 0 and self.rows:
+                postfix["rows/s"] = f"{self.rows / seconds:,.0f}"
+            postfix.update(_metrics(entry))
+            self.bar.set_postfix(postfix, refresh=True)
+        self._round_started = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _metrics(entry: dict) -> dict:
+    out = {}
+    for part, prefix in (("training", ""), ("validation", "val_")):
+        for name, value in list((entry.get(part) or {}).items())[:2]:
+            out[prefix + name] = f"{value:.4f}"
+    return out
