@@ -93,6 +93,7 @@ def demo(
 
     from . import connect, fit, load_model, save_model
     from ._cluster import cluster
+    from ._guard import cluster_workers
     from ._params import positive_int
 
     chosen = strategy_named(strategy)
@@ -112,7 +113,7 @@ def demo(
     if dashboard_address is not None:
         shape["dashboard_address"] = dashboard_address
     with cluster(**shape) as local_cluster, Client(local_cluster) as client:
-        count = len(client.scheduler_info(n_workers=-1)["workers"])
+        count = len(cluster_workers(client))
         kind = f"GPU worker processes ({workers_per_gpu} per GPU)" if gpus else "worker processes"
         say(f"cluster: {count} {kind}; dashboard: {client.dashboard_link}")
         say(f"training with {chosen!r} for {iterations} iterations")

@@ -33,6 +33,20 @@ class WorkersLost(ClusterError):
         self.workers = set(workers)
 
 
+def cluster_workers(client) -> dict[str, dict]:
+    """The scheduler's workers now, ``{address: info}``, asked of the scheduler itself.
+
+    Not ``client.scheduler_info()["workers"]``: that returns the client's cached copy, which the
+    client's own periodic update (every 2 s, without per-worker details) can replace between the
+    fetch and the read. Under load a reader then sees no workers at all, and ``fit`` would take
+    every worker for lost.
+
+    >>> sorted(cluster_workers(client))  # doctest: +SKIP
+    ['tcp://127.0.0.1:40575', 'tcp://127.0.0.1:41231']
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 def worker_timeout() -> float:
     """Seconds to wait for a Dask worker before giving up (``dasktrain.worker-timeout``).
 
@@ -48,7 +62,7 @@ def wait_for_workers(client, what: str) -> None:
 
     >>> wait_for_workers(client, "fit")  # doctest: +SKIP
     """
-    if client.scheduler_info(n_workers=1)["workers"]:
+    if cluster_workers(client):
         return
     timeout = worker_timeout()
     try:
@@ -130,14 +144,14 @@ def gather(
                     ) from None
                 raise error.with_traceback(future.traceback())
             if future.status == "cancelled":  # data it needed (scattered by the client) was lost with a worker
-                workers = client.scheduler_info(n_workers=-1)["workers"]
+                workers = cluster_workers(client)
                 raise WorkersLost([w for w in watch if w not in workers])
         finished = sum(f.status == "finished" for f in futures)
         if bar is not None and finished > bar.n:
             bar.update(finished - bar.n)
         if finished == len(futures):
             return client.gather(futures) if fetch else None
-        workers = client.scheduler_info(n_workers=-1)["workers"]
+        workers = cluster_workers(client)
         lost = [w for w in watch if w not in workers]
         if lost:
             raise WorkersLost(lost)

@@ -9,13 +9,13 @@ any worker; ``None`` is ``True`` when the cluster has GPU workers.
 from __future__ import annotations
 
 from ._gpu_memory import policy_outcome
-from ._guard import wait_for_workers
+from ._guard import cluster_workers, wait_for_workers
 from .errors import GPUError
 
 
 def gpu_workers(client) -> list[str]:
     """Addresses of the workers advertising a ``GPU`` resource."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = cluster_workers(client)
     return sorted(address for address, info in workers.items() if info.get("resources", {}).get("GPU"))
 
 
@@ -48,7 +48,7 @@ def resolve_use_gpus(client, use_gpus: bool | None, what: str) -> bool:
     workers = gpu_workers(client)
     if not workers:
         if use_gpus:
-            count = len(client.scheduler_info(n_workers=-1)["workers"])
+            count = len(cluster_workers(client))
             raise GPUError(
                 f"{what}: use_gpus=True, but none of the cluster's {count} workers advertises a GPU. Start one with "
                 f"dasktrain.cluster(gpus='auto'), or by hand with 'dask cuda worker ... --resources GPU=1 "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from . import _worker
-from ._guard import WorkersLost, gather, wait_for_workers
+from ._guard import WorkersLost, cluster_workers, gather, wait_for_workers
 from ._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
 from ._progress import FitProgress
 from ._reducer import tree_reduce
@@ -79,7 +79,7 @@ class ClusterSegments:
         again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
         state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
         """
-        workers = gpu_workers(client) if self.placed else client.scheduler_info(n_workers=-1)["workers"]
+        workers = gpu_workers(client) if self.placed else cluster_workers(client)
         counts = {w: 0 for w in workers}
         for holder in self.holders:
             if holder in counts:  # a holder that left is dealt with when the round runs

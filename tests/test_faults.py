@@ -328,3 +328,29 @@ def test_segments_move_to_a_worker_that_joins_with_their_optimizer_state(db, dig
     # The moved segment carried its Adam moments: training is exactly what one worker would do.
     for a, b in zip(alone.weights, joined.weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_workers_are_seen_while_the_client_refreshes_its_cached_view(client):
+    """The client's periodic update replaces its cached scheduler_info with one that lists no workers.
+
+    Read through that cache, a busy machine saw every worker of a fit as lost and retried the round;
+    ``cluster_workers`` asks the scheduler and must see both workers every time.
+    """
+    import threading
+
+    from dasktrain._guard import cluster_workers
+
+    stop = threading.Event()
+
+    def refresh_like_the_client_does():
+        while not stop.is_set():
+            client.sync(client._update_scheduler_info, n_workers=0)
+
+    refresher = threading.Thread(target=refresh_like_the_client_does, daemon=True)
+    refresher.start()
+    try:
+        seen = [len(cluster_workers(client)) for _ in range(200)]
+    finally:
+        stop.set()
+        refresher.join()
+    assert set(seen) == {2}

@@ -19,6 +19,7 @@ import dasktrain
 from dasktrain import _gpu_memory
 from dasktrain._cluster import gpu_cluster
 from dasktrain._gpu import MemoryPolicy, resolve_gpus, visible_gpus, worker_devices
+from dasktrain._guard import cluster_workers
 from dasktrain.cli import main
 from dasktrain.errors import GPUError
 from dasktrain.testing import table_exists
@@ -72,7 +73,7 @@ def test_without_gpus_the_cluster_is_the_cpu_one(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with dasktrain.cluster(threads_per_worker=2) as auto, Client(auto) as client:
         assert isinstance(auto, LocalCluster) and type(auto).__name__ == "LocalCluster"
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        workers = cluster_workers(client).values()
         assert len(workers) == max(1, os.cpu_count() // 2)
         assert all(not w["resources"] for w in workers)
         assert set(client.run(os.getenv, "CUDA_VISIBLE_DEVICES").values()) == {""}  # CPU workers see no GPU
@@ -97,7 +98,7 @@ def test_k_workers_share_each_gpu_with_its_share_in_their_environment():
         assert sorted(s["CUDA_VISIBLE_DEVICES"] for s in seen.values()) == ["0,1", "0,1", "1,0", "1,0"]
         assert {s["XLA_PYTHON_CLIENT_MEM_FRACTION"] for s in seen.values()} == {"0.4"}
         assert {s["DASKTRAIN_GPU_MEMORY_FRACTION"] for s in seen.values()} == {"0.4"}
-        resources = [w["resources"] for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        resources = [w["resources"] for w in cluster_workers(client).values()]
         assert resources == [{"GPU": 1}] * 4
         # Started without the preload, the workers never took their share: GPU work is refused, saying so.
         with pytest.raises(GPUError, match="without --preload dasktrain.gpu_worker"):

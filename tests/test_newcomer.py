@@ -12,6 +12,7 @@ from distributed import Client
 import dasktrain
 import loaders
 from dasktrain import cli
+from dasktrain._cluster import PatientNanny
 from dasktrain._quiet import NOISE, filtered_stderr
 
 # -- the command line --------------------------------------------------------------------------------
@@ -131,6 +132,8 @@ def test_each_cluster_gets_a_dashboard_that_answers_even_when_8787_is_taken(recw
                 with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
                     assert page.status == 200
         assert first.dashboard_link != second.dashboard_link
+        # Their nannies wait for a slow worker to exit instead of killing it with a warning.
+        assert all(isinstance(w, PatientNanny) for w in [*first.workers.values(), *second.workers.values()])
     assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
