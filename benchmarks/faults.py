@@ -256,7 +256,7 @@ def checkpoint_restart(x, y, args) -> list[str]:
     print("fit with a checkpoint every iteration; the server restarted during the second")
     from pgserver._commands import pg_ctl
 
-    from dasktrain._embedded import _servers, embedded_dsn
+    from dasktrain.io._embedded import _servers, embedded_dsn
 
     folder = Path(tempfile.mkdtemp(prefix="dasktrain-bench-pg-")) / "pg"
     own = dasktrain.connect(embedded_dsn(folder, announce=False))

@@ -122,8 +122,8 @@ def plain_epoch(x, y, batch_size: int, epochs: int = 2) -> float:
 
 def fit_on(client, args, k: int, report: Report, plain_rows_per_s: float | None) -> None:
     import dasktrain
-    from dasktrain import _gpu_memory
     from dasktrain._demo import seed_cnn
+    from dasktrain.runtime import _gpu_memory
 
     model = seed_cnn((28, 28, 1), 10)
     with Utilisation() as gpu:
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     import dasktrain
     import loaders
     from dasktrain._demo import demo_data
-    from dasktrain._gpu import query_gpus, visible_gpus
+    from dasktrain.runtime._gpu import query_gpus, visible_gpus
 
     gpus = visible_gpus()
     report.data.update(gpus=query_gpus(), rows=args.rows, segments=args.segments, batch_size=args.batch_size,

@@ -31,7 +31,7 @@ from distributed import Client  # noqa: E402
 
 import dasktrain  # noqa: E402
 from dasktrain._demo import COMPILE, seed_cnn  # noqa: E402
-from dasktrain._tensor_column import tensor_series  # noqa: E402
+from dasktrain.io._tensor_column import tensor_series  # noqa: E402
 
 
 def main() -> None:

@@ -7,23 +7,26 @@ Examples
 >>> ddf = dasktrain.read_table(db, "fashion_mnist_train")  # doctest: +SKIP
 """
 
-from . import _quiet, errors  # noqa: F401  (_quiet first: it quiets TensorFlow start-up before anything imports it)
-from ._architectures import delete_architecture, list_architectures, load_architecture
-from ._arrays import to_arrays
-from ._cluster import cluster
-from ._database import Database, connect, redact_dsn
-from ._dialect import Dialect
-from ._early_stopping import EarlyStopping
-from ._evaluate import evaluate
-from ._fit import fit
-from ._model_store import delete_model, list_models, load_model, model_summary, save_model
-from ._placement import gpu_configuration
-from ._predict import predict, predict_table
-from ._read import read_table
-from ._result import TrainingResult
-from ._segments import Segment, segments
+from .runtime import _quiet  # noqa: F401  (first: it quiets TensorFlow's start-up before anything imports it)
+
+# isort: split
+from . import errors
 from ._version import __version__
+from .io._arrays import to_arrays
+from .io._database import Database, connect, redact_dsn
+from .io._dialect import Dialect
+from .io._read import read_table
+from .io._segments import Segment, segments
+from .models._architectures import delete_architecture, list_architectures, load_architecture
+from .models._model_store import delete_model, list_models, load_model, model_summary, save_model
+from .models._result import TrainingResult
+from .runtime._cluster import cluster
+from .runtime._placement import gpu_configuration
+from .score._evaluate import evaluate
+from .score._predict import predict, predict_table
 from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
+from .train._early_stopping import EarlyStopping
+from .train._fit import fit
 
 __all__ = [
     "EASGD",

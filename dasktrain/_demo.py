@@ -92,9 +92,9 @@ def demo(
     import loaders
 
     from . import connect, fit, load_model, save_model
-    from ._cluster import cluster
-    from ._guard import cluster_workers
     from ._params import positive_int
+    from .runtime._cluster import cluster
+    from .runtime._guard import cluster_workers
 
     chosen = strategy_named(strategy)
     for label, value in (("segments", segments), ("iterations", iterations), ("workers", workers)):

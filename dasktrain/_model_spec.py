@@ -82,3 +82,20 @@ def unflatten_weights(data: bytes, shapes: Sequence[tuple[int, ...]]) -> list[np
 def weight_shapes(model) -> list[tuple[int, ...]]:
     """Shapes of ``model.get_weights()``, in order."""
     return [tuple(w.shape) for w in model.weights]
+
+
+def compiled_model(architecture: str, compile_params: dict):
+    """Build a model from its JSON and compile it (optimizer strings such as ``"Adam(learning_rate=0.01)"`` too).
+
+    >>> compiled_model(model_json, {"optimizer": "adam", "loss": "mse"})  # doctest: +SKIP
+    """
+    model = build_model(architecture)
+    params = dict(compile_params)
+    if "optimizer" in params:
+        import keras
+
+        from ._params import optimizer_config
+
+        params["optimizer"] = keras.optimizers.get(optimizer_config(params["optimizer"]))
+    model.compile(**params)
+    return model

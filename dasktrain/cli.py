@@ -50,7 +50,7 @@ def _client(args):
         with Client(args.scheduler) as client:
             yield client
     elif shaped or args.dashboard is not None:
-        from ._cluster import announce, cluster
+        from .runtime._cluster import announce, cluster
 
         shape = {"gpus": _gpus(args.gpus), "workers_per_gpu": args.workers_per_gpu or 1} if shaped else {}
         if args.dashboard is not None:
@@ -216,8 +216,8 @@ def _fit_arguments(p):
 def _fit(args) -> int:
     from . import connect, fit, save_model
     from ._jobs import FIT_KEYS
-    from ._model_store import check_model_table
     from ._params import parse_params
+    from .models._model_store import check_model_table
     from .strategies import strategy_named
 
     params = _merge_job(
@@ -292,7 +292,7 @@ def _predict_arguments(p):
 def _predict(args) -> int:
     from . import connect, predict_table
     from ._jobs import PREDICT_KEYS
-    from ._scoring import parse_pred_type
+    from .score._scoring import parse_pred_type
 
     params = _merge_job(args, PREDICT_KEYS, "predict", ["model_table", "source_table", "output_table"])
     if isinstance(params.get("pred_type"), str):
@@ -369,7 +369,7 @@ def _models_arguments(p):
 )(_models_arguments)
 def _models(args) -> int:
     from . import connect, delete_model, list_models, model_summary
-    from ._model_store import load_members
+    from .models._model_store import load_members
 
     db = connect(args.dsn)
     if args.action == "list":
@@ -452,7 +452,7 @@ def _architectures(args) -> int:
             raise DasktrainError("architectures load needs --json FILE")
         weights = None
         if args.json.endswith(".keras"):
-            from ._scoring import load_keras_file
+            from .score._scoring import load_keras_file
 
             model = load_keras_file(args.json)
             architecture, weights = model.to_json(), model.get_weights()
@@ -522,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import psycopg2
 
-    from ._database import DSN_ENV, redact_text
+    from .io._database import DSN_ENV, redact_text
 
     args = build_parser().parse_args(argv)
     try:

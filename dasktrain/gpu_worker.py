@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 
-from ._gpu import MemoryPolicy
-from ._gpu_memory import apply_policy
 from .errors import GPUError
+from .runtime._gpu import MemoryPolicy
+from .runtime._gpu_memory import apply_policy
 
 logger = logging.getLogger("dasktrain")
 

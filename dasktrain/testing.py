@@ -27,7 +27,7 @@ import pytest
 from psycopg2 import sql
 
 from ._chaos import KillWorkerOn, backends_waiting, kill_worker_running, wait_until
-from ._database import Database, connect
+from .io._database import Database, connect
 
 __all__ = [
     "KillWorkerOn",
@@ -49,7 +49,7 @@ def db(tmp_path_factory) -> Database:
     """The database tests run against (see the module docstring)."""
     dsn = os.environ.get(TEST_DSN_ENV)
     if not dsn:
-        from ._embedded import embedded_dsn
+        from .io._embedded import embedded_dsn
 
         dsn = embedded_dsn(tmp_path_factory.mktemp("dasktrain-pg"), announce=False)
     return connect(dsn)

@@ -7,8 +7,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from dasktrain._database import redact_text
 from dasktrain.errors import DasktrainError
+from dasktrain.io._database import redact_text
 
 from ._write import DEFAULT_SEGMENTS, write_arrays
 

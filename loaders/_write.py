@@ -11,15 +11,15 @@ import psycopg2
 from psycopg2 import sql
 from tqdm.auto import tqdm
 
-from dasktrain import _pgbinary
-from dasktrain._catalog import SUMMARY_SUFFIX, exists
-from dasktrain._columns import SCALAR, TENSOR, ColumnSpec, sql_type_for
-from dasktrain._database import Database, connect, transaction
-from dasktrain._locks import lock_for_creation
 from dasktrain._names import TableName
-from dasktrain._retry import retrying
-from dasktrain._staging import drop_table
 from dasktrain.errors import DataError, TableExistsError
+from dasktrain.io import _pgbinary
+from dasktrain.io._catalog import SUMMARY_SUFFIX, exists
+from dasktrain.io._columns import SCALAR, TENSOR, ColumnSpec, sql_type_for
+from dasktrain.io._database import Database, connect, transaction
+from dasktrain.io._locks import lock_for_creation
+from dasktrain.io._retry import retrying
+from dasktrain.io._staging import drop_table
 
 DEFAULT_SEGMENTS = 4
 _CHUNK_BYTES = 8 << 20  # rows are encoded and sent about 8 MiB at a time

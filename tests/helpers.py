@@ -5,7 +5,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from dasktrain._tensor_column import tensor_series
+from dasktrain.io._tensor_column import tensor_series
 
 COMPILE = "optimizer='Adam(learning_rate=0.01)', loss='sparse_categorical_crossentropy', metrics=['accuracy']"
 

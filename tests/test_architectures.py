@@ -7,9 +7,9 @@ import pytest
 from helpers import mlp
 
 import dasktrain
-from dasktrain._architectures import get_architecture
 from dasktrain._model_spec import unflatten_weights
 from dasktrain.errors import DataError, SchemaError
+from dasktrain.models._architectures import get_architecture
 
 
 def test_load_list_get_delete(db, table_name):

@@ -88,7 +88,7 @@ def test_a_load_failing_part_way_leaves_the_previous_table_whole(db, table_name)
 
 
 def test_a_load_failing_during_copy_leaves_no_table(db, table_name, monkeypatch):
-    from dasktrain import _pgbinary
+    from dasktrain.io import _pgbinary
     from loaders import _write
 
     sent = []

@@ -9,8 +9,8 @@ from helpers import COMPILE, frame, mlp
 
 import dasktrain
 import loaders
-from dasktrain._tensor_column import tensor_series
 from dasktrain.errors import DasktrainError, DataError, SchemaError, TrainingDivergedError
+from dasktrain.io._tensor_column import tensor_series
 
 SOURCE = "fit_digits_test"
 

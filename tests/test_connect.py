@@ -2,8 +2,8 @@ import psycopg2
 import pytest
 
 import dasktrain
-from dasktrain._dialect import POSTGRESQL
 from dasktrain.errors import DatabaseConnectionError
+from dasktrain.io._dialect import POSTGRESQL
 
 
 def test_connect_detects_the_dialect_once(db):
@@ -70,7 +70,7 @@ def test_malformed_or_refused_dsns_never_show_the_password(dsn, secret, monkeypa
 
 
 def test_redact_text_hides_passwords_in_any_message():
-    from dasktrain._database import redact_text
+    from dasktrain.io._database import redact_text
 
     assert redact_text("password=abc host=x") == "password=*** host=x"
     assert redact_text("at postgresql://ann:pw@db/x:") == "at postgresql://ann:***@db/x:"
@@ -78,8 +78,8 @@ def test_redact_text_hides_passwords_in_any_message():
 
 
 def test_retried_work_that_retries_inside_is_retried_by_the_outer_call_only():
-    from dasktrain._retry import retrying
     from dasktrain.errors import ConnectionLostError
+    from dasktrain.io._retry import retrying
 
     calls = []
 

@@ -1,4 +1,4 @@
-from dasktrain._dialect import CLOUDBERRY, GREENPLUM, POSTGRESQL, dialect_from
+from dasktrain.io._dialect import CLOUDBERRY, GREENPLUM, POSTGRESQL, dialect_from
 
 
 def test_dialect_is_read_from_the_catalog_and_version():

@@ -192,7 +192,7 @@ def own_server(tmp_path):
     """A second embedded server, so that restarting it disturbs no other test."""
     from pgserver._commands import pg_ctl
 
-    from dasktrain._embedded import _servers, embedded_dsn
+    from dasktrain.io._embedded import _servers, embedded_dsn
 
     dsn = embedded_dsn(tmp_path / "pg", announce=False)
     server = _servers[(tmp_path / "pg").resolve()]
@@ -338,7 +338,7 @@ def test_the_workers_are_seen_while_the_client_refreshes_its_cached_view(client)
     """
     import threading
 
-    from dasktrain._guard import cluster_workers
+    from dasktrain.runtime._guard import cluster_workers
 
     stop = threading.Event()
 

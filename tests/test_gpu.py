@@ -16,12 +16,12 @@ from distributed import Client, LocalCluster
 from helpers import COMPILE, mlp
 
 import dasktrain
-from dasktrain import _gpu_memory
-from dasktrain._cluster import gpu_cluster
-from dasktrain._gpu import MemoryPolicy, resolve_gpus, visible_gpus, worker_devices
-from dasktrain._guard import cluster_workers
 from dasktrain.cli import main
 from dasktrain.errors import GPUError
+from dasktrain.runtime import _gpu_memory
+from dasktrain.runtime._cluster import gpu_cluster
+from dasktrain.runtime._gpu import MemoryPolicy, resolve_gpus, visible_gpus, worker_devices
+from dasktrain.runtime._guard import cluster_workers
 from dasktrain.testing import table_exists
 
 no_gpu_here = pytest.mark.skipif(bool(visible_gpus()), reason="this machine has GPUs")
@@ -102,7 +102,7 @@ def test_k_workers_share_each_gpu_with_its_share_in_their_environment():
         assert resources == [{"GPU": 1}] * 4
         # Started without the preload, the workers never took their share: GPU work is refused, saying so.
         with pytest.raises(GPUError, match="without --preload dasktrain.gpu_worker"):
-            dasktrain._placement.resolve_use_gpus(client, None, "fit")
+            dasktrain.runtime._placement.resolve_use_gpus(client, None, "fit")
 
 
 @no_gpu_here
@@ -116,8 +116,8 @@ def test_a_worker_that_cannot_take_its_share_stops_the_cluster_saying_why():
 _APPLY = textwrap.dedent(
     """
     import sys
-    from dasktrain import _gpu_memory
-    from dasktrain._gpu import MemoryPolicy
+    from dasktrain.runtime import _gpu_memory
+    from dasktrain.runtime._gpu import MemoryPolicy
     from dasktrain.errors import GPUError
     backend = sys.argv[1]
     try:
@@ -150,8 +150,8 @@ def test_jax_gets_its_share_from_the_environment_before_it_starts():
     code = textwrap.dedent(
         """
         import os, sys
-        from dasktrain import _gpu_memory
-        from dasktrain._gpu import MemoryPolicy
+        from dasktrain.runtime import _gpu_memory
+        from dasktrain.runtime._gpu import MemoryPolicy
         try:
             _gpu_memory._jax(MemoryPolicy(0.6, 3), 1000, {})
         except Exception as error:
@@ -203,7 +203,7 @@ def test_gpu_work_runs_only_on_gpu_workers(db, digits, trained, table_name):
         mixed.worker_spec["pretend-gpu"] = gpu_spec
         mixed.sync(mixed._correct_state)
         client.wait_for_workers(2)
-        gpu_worker = dasktrain._placement.gpu_workers(client)
+        gpu_worker = dasktrain.runtime._placement.gpu_workers(client)
         assert len(gpu_worker) == 1
         client.run(_pretend_policy_applied, workers=gpu_worker)
         result = dasktrain.fit("fit_digits_train", mlp(), x="x", y="y", db=db, client=client, compile=COMPILE,

@@ -12,10 +12,10 @@ import pytest
 from psycopg2 import sql
 
 import dasktrain
-from dasktrain._database import Database
-from dasktrain._dialect import GREENPLUM, Dialect
 from dasktrain._names import TableName
-from dasktrain._read import _placements
+from dasktrain.io._database import Database
+from dasktrain.io._dialect import GREENPLUM, Dialect
+from dasktrain.io._read import _placements
 from loaders._write import create_table_sql
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import dasktrain
-from dasktrain._tensor_column import series_to_numpy
+from dasktrain.io._tensor_column import series_to_numpy
 from loaders import cifar10, digits, idx, images
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -12,8 +12,8 @@ from distributed import Client
 import dasktrain
 import loaders
 from dasktrain import cli
-from dasktrain._cluster import PatientNanny
-from dasktrain._quiet import NOISE, filtered_stderr
+from dasktrain.runtime._cluster import PatientNanny
+from dasktrain.runtime._quiet import NOISE, filtered_stderr
 
 # -- the command line --------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ def test_tensorflow_start_up_noise_is_filtered_and_the_rest_kept():
     assert all(NOISE.match(line) for line in lines)
     assert not NOISE.match("ERROR: something that matters\n")
     code = (
-        "import os, sys\nfrom dasktrain._quiet import filtered_stderr\nwith filtered_stderr():\n"
+        "import os, sys\nfrom dasktrain.runtime._quiet import filtered_stderr\nwith filtered_stderr():\n"
         + "".join(f"    os.write(2, {line.encode()!r})\n" for line in lines)
         + "    os.write(2, b'kept line\\n')\n"
     )

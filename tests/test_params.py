@@ -1,8 +1,8 @@
 import pytest
 
-from dasktrain._model_store import format_params
 from dasktrain._params import COMPILE_KEYS, FIT_KEYS, optimizer_config, parse_params
 from dasktrain.errors import DataError
+from dasktrain.models._model_store import format_params
 
 
 def test_madlib_compile_strings_parse_to_literals():

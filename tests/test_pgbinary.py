@@ -5,9 +5,9 @@ import struct
 import numpy as np
 import pytest
 
-from dasktrain import _pgbinary
-from dasktrain._columns import ARRAY, BYTES, SCALAR, TENSOR, TEXT, ColumnSpec, sql_type_for
 from dasktrain.errors import DataError
+from dasktrain.io import _pgbinary
+from dasktrain.io._columns import ARRAY, BYTES, SCALAR, TENSOR, TEXT, ColumnSpec, sql_type_for
 
 DTYPES = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "float16", "float32", "float64", "bool"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dasktrain
-from dasktrain._tensor_column import series_to_numpy
+from dasktrain.io._tensor_column import series_to_numpy
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 
 import dasktrain
 import loaders
-from dasktrain._tensor_column import series_to_numpy
+from dasktrain.io._tensor_column import series_to_numpy
 
 
 def _read_sorted(db, table, **kwargs):

@@ -5,7 +5,7 @@ import pytest
 
 import dasktrain
 import loaders
-from dasktrain._segments import block_ranges
+from dasktrain.io._segments import block_ranges
 
 
 @pytest.mark.parametrize("n", [1, 3, 4])

@@ -119,7 +119,7 @@ def test_resume_restores_every_state_and_continues_exactly(db, client, digits, t
 
 
 def test_checkpoints_keep_each_segments_optimizer_state_and_pruning_removes_it(db, client, digits, table_name):
-    from dasktrain._model_store import load_result
+    from dasktrain.models._model_store import load_result
 
     _fit(db, client, iterations=3, checkpoint=(db, table_name, "m"), strategy=SlowMo(warmup=0))
     saved = load_result(db, table_name, "m")
@@ -138,7 +138,7 @@ def test_checkpoints_keep_each_segments_optimizer_state_and_pruning_removes_it(d
 
 
 def test_worker_threads_are_passed_to_jax_before_it_starts(monkeypatch):
-    from dasktrain._worker import limit_threads
+    from dasktrain.train._worker import limit_threads
 
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")

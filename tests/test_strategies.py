@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from dasktrain import EASGD, Averaging, Ensemble
-from dasktrain._reducer import tree_depth, tree_reduce
-from dasktrain._worker import merge, new_center
 from dasktrain.errors import DataError
 from dasktrain.strategies import WeightedSum
+from dasktrain.train._reducer import tree_depth, tree_reduce
+from dasktrain.train._worker import merge, new_center
 
 
 def _segments(k=9, seed=0):

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from .._names import TableName
+from ..errors import DataError
 from ._catalog import PARTITIONED, PLAIN, TableInfo, table_info
 from ._database import Database, connect
-from ._names import TableName
-from .errors import DataError
 
 GREENPLUM_SEGMENTS_SQL = sql.SQL(
     "SELECT content, hostname FROM gp_segment_configuration WHERE content >= 0 AND role = 'p' ORDER BY content"

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import numpy as np
 
-from ._model_spec import build_model
-from .strategies import Strategy
+from .._model_spec import build_model
+from ..strategies import Strategy
 
 
 @dataclass(repr=False)
@@ -117,7 +117,7 @@ class TrainingResult:
 
     def model(self):
         """A compiled ``keras.Model`` with the final weights (for ensembles, the mean of the members)."""
-        from ._worker import compiled_model
+        from .._model_spec import compiled_model
 
         if not self.strategy.is_ensemble:
             model = compiled_model(self.architecture, self.compile_params)
@@ -160,7 +160,7 @@ def ensemble_model(architecture: str, members: list[list[np.ndarray]], compile_p
     """One Keras model whose output is the mean of its members' outputs."""
     import keras
 
-    from ._worker import compiled_model
+    from .._model_spec import compiled_model
 
     config = json.loads(architecture)
     built = []

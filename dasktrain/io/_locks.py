@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from ._names import TableName
+from .._names import TableName
 
 CREATING = 0x6474_01  # serializes "create if missing" of a shared table (model, architecture, data)
 RUNNING_JOB = 0x6474_02  # held by a live job on its staging table for as long as the job runs

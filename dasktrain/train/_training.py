@@ -20,13 +20,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
+from ..models._result import TrainingResult
+from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
+from ..runtime._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
 from . import _worker
-from ._guard import WorkersLost, cluster_workers, gather, wait_for_workers
-from ._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
 from ._progress import FitProgress
 from ._reducer import tree_reduce
-from ._result import TrainingResult
-from .errors import ClusterError, SegmentFailedError, TrainingDivergedError
 
 logger = logging.getLogger("dasktrain")
 
@@ -330,7 +330,7 @@ class Training:
     # -- checkpoints ---------------------------------------------------------------------------------
 
     def _save_checkpoint(self, result: TrainingResult, iteration: int) -> None:
-        from ._model_store import CHECKPOINT, save_model
+        from ..models._model_store import CHECKPOINT, save_model
 
         db, table, name = self.plan.checkpoint
         result.end_time = datetime.now().astimezone()

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 
-from ._fit_state import SegmentState
-from ._model_spec import build_model
-from ._params import optimizer_config
-from .errors import TrainingDivergedError
-from .strategies import Strategy, WeightedSum
+from .._model_spec import compiled_model
+from ..errors import TrainingDivergedError
+from ..models._fit_state import SegmentState
+from ..strategies import Strategy, WeightedSum
 
 NAME = "dasktrain-training"
 
@@ -49,18 +48,6 @@ class Job:
     def __post_init__(self):
         digest = hashlib.sha256((self.architecture + json.dumps(self.compile, sort_keys=True)).encode())
         object.__setattr__(self, "model_key", digest.hexdigest()[:16])
-
-
-def compiled_model(architecture: str, compile_params: dict):
-    """Build and compile a model from its JSON and compile parameters."""
-    model = build_model(architecture)
-    params = dict(compile_params)
-    if "optimizer" in params:
-        import keras
-
-        params["optimizer"] = keras.optimizers.get(optimizer_config(params["optimizer"]))
-    model.compile(**params)
-    return model
 
 
 class _Slot:
@@ -206,7 +193,7 @@ def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: floa
     A scalar float target per row becomes a column when the model has one output, as Keras's
     ``Dense(1)`` regression heads expect.
     """
-    from ._arrays import model_inputs, to_arrays
+    from ..io._arrays import model_inputs, to_arrays
 
     X, labels = to_arrays(partition, x=x, y=y)
     if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
@@ -401,7 +388,7 @@ def forget_fit(fit_id: str, release_models: bool = False, dask_worker=None) -> N
     if plugin is not None:
         plugin.forget(fit_id)
         if release_models:
-            from ._gpu_memory import release_models as release
+            from ..runtime._gpu_memory import release_models as release
 
             with plugin._lock:
                 plugin.slots.clear()

@@ -12,10 +12,10 @@ from urllib.parse import unquote
 import psycopg2
 import psycopg2.extensions
 
+from ..errors import ConnectionLostError, DatabaseConnectionError
 from . import _dialect
 from ._dialect import Dialect
 from ._retry import is_transient, reason, retrying
-from .errors import ConnectionLostError, DatabaseConnectionError
 
 DSN_ENV = "DASKTRAIN_DSN"
 _HIDDEN = "***"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from psycopg2 import sql
 
-from .errors import SchemaError
+from ..errors import SchemaError
 
 SCALAR = "scalar"  # int2/int4/int8/float4/float8/bool (and numeric, cast to float8)
 ARRAY = "array"  # MADlib-style numeric arrays: smallint[], integer[], bigint[], real[], double precision[]

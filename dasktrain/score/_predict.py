@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
-from . import _pgbinary
-from ._catalog import exists, refuse_protected_output, table_info
-from ._columns import SCALAR, TEXT, ColumnSpec
-from ._database import Database, connect
-from ._names import TableName, identifier
-from ._params import MAX_BATCH_SIZE, positive_int
+from .._names import TableName, identifier
+from .._params import MAX_BATCH_SIZE, positive_int
+from ..errors import DataError, SchemaError, TableExistsError
+from ..io import _pgbinary
+from ..io._catalog import exists, refuse_protected_output, table_info
+from ..io._columns import SCALAR, TEXT, ColumnSpec
+from ..io._database import Database, connect
+from ..io._staging import Staging
+from ..io._tensor_column import row_shape
 from ._scoring import (
     ScoringModel,
     check_pred_type,
@@ -23,9 +26,6 @@ from ._scoring import (
     probabilities,
     scoring_model,
 )
-from ._staging import Staging
-from ._tensor_column import row_shape
-from .errors import DataError, SchemaError, TableExistsError
 
 logger = logging.getLogger("dasktrain")
 
@@ -176,9 +176,9 @@ def predict_table(
     ...                         name="fashion_cnn", pred_type=3, replace=True)  # doctest: +SKIP
     30000
     """
-    from ._cluster import client_or_local
-    from ._placement import placement
-    from ._read import read_table
+    from ..io._read import read_table
+    from ..runtime._cluster import client_or_local
+    from ..runtime._placement import placement
 
     db = connect(db)
     scorer = scoring_model(
@@ -241,7 +241,7 @@ def _score_table(db, scorer, parts, output, x, id, pred_type, batch_size, skip_n
 
 def protected_tables(source: TableName, model_table) -> dict[str, TableName | None]:
     """The tables a job reads, which its output must never replace."""
-    from ._catalog import SUMMARY_SUFFIX
+    from ..io._catalog import SUMMARY_SUFFIX
 
     protected = {"the source table": source, "the source table's summary": source.sibling(SUMMARY_SUFFIX)}
     if isinstance(model_table, tuple):
@@ -280,7 +280,7 @@ def _check_source(cur, source: TableName, id: str, x: str) -> None:
 
 def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
     """Refuse a feature column whose arrays the model cannot take (a channel axis may be added)."""
-    from ._arrays import fit_input_shape
+    from ..io._arrays import fit_input_shape
 
     shape = row_shape(dtype)
     if shape is None:
@@ -345,12 +345,12 @@ def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -
 def run_segments(tasks: list, client, progress: bool, label: str, placed: dict | None = None) -> list:
     """Compute one task per segment on the cluster with a progress bar; return their results.
 
-    ``placed``: task options from :func:`~dasktrain._placement.task_options` (GPU workers only).
+    ``placed``: task options from :func:`~dasktrain.runtime._placement.task_options` (GPU workers only).
     """
     from tqdm.auto import tqdm
 
-    from ._cluster import client_or_local
-    from ._guard import gather, wait_for_workers
+    from ..runtime._cluster import client_or_local
+    from ..runtime._guard import gather, wait_for_workers
 
     if not tasks:
         return []

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._model_spec import build_model, model_json
-from .errors import DataError
+from .._model_spec import build_model, model_json
+from ..errors import DataError
 
 OUTPUT_COLUMNS = ("id", "class_name", "class_value", "prob", "rank")
 
@@ -53,7 +53,7 @@ def scoring_model(
     the model table stored (and are the only source for the other kinds; default: class
     indices and 1.0).
     """
-    from ._result import TrainingResult
+    from ..models._result import TrainingResult
 
     stored_classes, stored_norm, class_name, x, compile_params = None, None, "y", "x", {}
     if isinstance(model, TrainingResult):
@@ -61,8 +61,8 @@ def scoring_model(
         stored_classes, stored_norm = model.class_values, model.normalizing_const
         class_name, x, compile_params = _text(model.y), _text(model.x), model.compile_params
     elif isinstance(model, tuple):
-        from ._architectures import get_architecture
-        from ._model_spec import unflatten_weights, weight_shapes
+        from .._model_spec import unflatten_weights, weight_shapes
+        from ..models._architectures import get_architecture
 
         architecture, blob = get_architecture(db, *model)
         if blob is None:
@@ -72,8 +72,8 @@ def scoring_model(
         loaded = load_keras_file(model)
         architecture, members = loaded.to_json(), [loaded.get_weights()]
     elif isinstance(model, str):
-        from ._model_store import load_members
-        from ._params import COMPILE_KEYS, parse_params
+        from .._params import COMPILE_KEYS, parse_params
+        from ..models._model_store import load_members
 
         architecture, members, summary = load_members(db, model, name, version)
         stored_classes, stored_norm = summary["class_values"], summary["normalizing_const"]
@@ -224,7 +224,7 @@ def prediction_frame(rows: dict[str, np.ndarray], class_values: list[str], class
 
 def features(model: ScoringModel, partition: pd.DataFrame, x: str) -> np.ndarray:
     """The partition's features as the model takes them: float32, normalized, channel axis added."""
-    from ._arrays import model_inputs, to_arrays
+    from ..io._arrays import model_inputs, to_arrays
 
     X, _ = to_arrays(partition, x=x, y=None)
     return model_inputs(X, model.normalizing_const, model.keras_model().inputs[0].shape[1:])
@@ -241,8 +241,8 @@ def _cached(model: ScoringModel, compiled: bool):
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    from ._result import ensemble_model
-    from ._worker import compiled_model
+    from .._model_spec import compiled_model
+    from ..models._result import ensemble_model
 
     if len(model.members) > 1:
         keras_model = ensemble_model(model.architecture, model.members, model.compile_params if compiled else None)

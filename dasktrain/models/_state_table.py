@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from ._catalog import exists
+from .._names import TableName
+from ..io._catalog import exists
 from ._fit_state import SegmentState
-from ._names import TableName
 
 SUFFIX = "_fit_state"
 OUTER = -1  # the segment number of the strategy's own state

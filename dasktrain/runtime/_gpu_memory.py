@@ -20,8 +20,8 @@ import os
 import socket
 import sys
 
+from ..errors import GPUError
 from ._gpu import MemoryPolicy, query_gpus, visible_gpus
-from .errors import GPUError
 
 #: Of a PyTorch worker's share, what is allocated at start; the rest is room for the small-block pool.
 _TORCH_RESERVED = 0.9

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError, SchemaError
 from ._tensor_column import is_tensor_series, series_to_numpy
-from .errors import DataError, SchemaError
 
 
 def to_arrays(

@@ -16,16 +16,16 @@ import pandas as pd
 import pyarrow as pa
 from psycopg2 import sql
 
+from .._names import TableName, identifier
+from ..errors import DataError, SchemaError
 from . import _pgbinary
 from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
 from ._database import Database, connect, open_connection, transaction
-from ._names import TableName, identifier
 from ._retry import retrying
 from ._segments import Segment, list_segments
 from ._snapshot import ExportedSnapshot, use_snapshot
 from ._tensor_column import tensor_series
-from .errors import DataError, SchemaError
 
 Where = str | Mapping[str, object] | None
 logger = logging.getLogger("dasktrain")

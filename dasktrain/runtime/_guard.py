@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 import dask
 from dask.utils import parse_timedelta
 
-from .errors import ClusterError, NoWorkersError, SegmentFailedError
+from ..errors import ClusterError, NoWorkersError, SegmentFailedError
 
 WORKER_TIMEOUT = "dasktrain.worker-timeout"
 DEFAULT_WORKER_TIMEOUT = 60.0

@@ -13,17 +13,17 @@ import json
 
 from psycopg2 import sql
 
-from ._catalog import SUMMARY_SUFFIX, exists, regclass_text, table_info
-from ._database import Database, connect
-from ._locks import lock_for_creation
-from ._model_spec import flatten_weights, unflatten_weights, weight_shapes
-from ._names import TableName, identifier
-from ._params import COMPILE_KEYS, FIT_KEYS, parse_params
+from .._model_spec import flatten_weights, unflatten_weights, weight_shapes
+from .._names import TableName, identifier
+from .._params import COMPILE_KEYS, FIT_KEYS, parse_params
+from .._version import __version__ as _version
+from ..errors import SchemaError
+from ..io._catalog import SUMMARY_SUFFIX, exists, regclass_text, table_info
+from ..io._database import Database, connect
+from ..io._locks import lock_for_creation
+from ..io._retry import retrying
 from ._result import TrainingResult, ensemble_model
-from ._retry import retrying
 from ._state_table import delete_states, read_states, write_states
-from ._version import __version__ as _version
-from .errors import SchemaError
 
 FINAL, CHECKPOINT = "final", "checkpoint"
 
@@ -330,7 +330,7 @@ def load_members(db, table: str, name: str | None = None, version: int | None = 
         )
     summary = model_summary(db, table, name, version)
     architecture = rows[0][0] if isinstance(rows[0][0], str) else json.dumps(rows[0][0])
-    from ._model_spec import build_model
+    from .._model_spec import build_model
 
     shapes = weight_shapes(build_model(architecture))
     return architecture, [unflatten_weights(bytes(blob), shapes) for _, blob in rows], summary
@@ -347,7 +347,7 @@ def load_model(db: Database | str | None, table: str, name: str | None = None, v
     >>> model = dasktrain.load_model(None, "models", "fashion_cnn")  # doctest: +SKIP
     >>> model.predict(X_test)  # doctest: +SKIP
     """
-    from ._worker import compiled_model
+    from .._model_spec import compiled_model
 
     architecture, members, summary = load_members(db, table, name, version)
     compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
@@ -360,7 +360,7 @@ def load_model(db: Database | str | None, table: str, name: str | None = None, v
 
 def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
     """A stored version as a :class:`TrainingResult`, with its fit state (used to resume from a checkpoint)."""
-    from .strategies import strategy_named
+    from ..strategies import strategy_named
 
     db = connect(db)
     architecture, members, s = load_members(db, table, name, version)

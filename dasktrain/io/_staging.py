@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from .._names import TableName
+from ..errors import SchemaError
 from ._catalog import exists
 from ._database import Database, open_connection, transaction
 from ._locks import hold_while_running, owner_is_gone
-from ._names import TableName
 from ._retry import retrying
-from .errors import SchemaError
 
 logger = logging.getLogger("dasktrain")
 PREFIX = "dasktrain_staging_"

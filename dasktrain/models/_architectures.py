@@ -6,12 +6,12 @@ import json
 
 from psycopg2 import sql
 
-from ._catalog import exists
-from ._database import Database, connect
-from ._locks import lock_for_creation
-from ._model_spec import flatten_weights, model_json
-from ._names import TableName
-from .errors import SchemaError
+from .._model_spec import flatten_weights, model_json
+from .._names import TableName
+from ..errors import SchemaError
+from ..io._catalog import exists
+from ..io._database import Database, connect
+from ..io._locks import lock_for_creation
 
 
 def load_architecture(

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import psycopg2
 
-from .errors import ConnectionLostError, DatabaseConnectionError
+from ..errors import ConnectionLostError, DatabaseConnectionError
 
 T = TypeVar("T")
 logger = logging.getLogger("dasktrain")

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
-from ._catalog import exists, refuse_protected_output
-from ._database import Database, connect
-from ._names import TableName, identifier
-from ._params import MAX_BATCH_SIZE, positive_int
+from .._names import TableName, identifier
+from .._params import MAX_BATCH_SIZE, positive_int
+from ..errors import DataError, TableExistsError
+from ..io._catalog import exists, refuse_protected_output
+from ..io._database import Database, connect
 from ._scoring import ScoringModel, features, scoring_model
-from .errors import DataError, TableExistsError
 
 
 def evaluate(
@@ -69,10 +69,10 @@ def evaluate(
     """
     import dask
 
-    from ._cluster import client_or_local
-    from ._placement import placement
+    from ..io._read import read_table
+    from ..runtime._cluster import client_or_local
+    from ..runtime._placement import placement
     from ._predict import _check_shape, _shared, protected_tables, run_segments
-    from ._read import read_table
 
     db = connect(db)
     scorer = scoring_model(model_table, db=db, name=name, version=version)
@@ -114,7 +114,7 @@ def _evaluate_partition(
     partition: pd.DataFrame, segment: int, scorer: ScoringModel, x: str, y: str, batch_size: int, skip: bool
 ) -> dict:
     """One segment's row count and loss and metrics (runs on a worker)."""
-    from ._arrays import to_arrays
+    from ..io._arrays import to_arrays
     from ._predict import finite_rows
 
     X = features(scorer, partition, x)
@@ -145,7 +145,7 @@ def _check_labels(labels: np.ndarray, model, scorer: ScoringModel, segment: int)
 
 
 def _write(db: Database, output: TableName, result: dict, scorer: ScoringModel, replace: bool) -> None:
-    from ._staging import drop_table
+    from ..io._staging import drop_table
 
     metric = next((k for k in result if k not in ("loss", "rows", "skipped")), None)
     with db.cursor() as cur:

@@ -8,9 +8,9 @@ any worker; ``None`` is ``True`` when the cluster has GPU workers.
 
 from __future__ import annotations
 
+from ..errors import GPUError
 from ._gpu_memory import policy_outcome
 from ._guard import cluster_workers, wait_for_workers
-from .errors import GPUError
 
 
 def gpu_workers(client) -> list[str]:

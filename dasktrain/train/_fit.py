@@ -7,16 +7,15 @@ from datetime import datetime
 
 import numpy as np
 
-from . import _worker
-from ._architectures import get_architecture
-from ._cluster import client_or_local
+from .._model_spec import compiled_model, model_json, unflatten_weights, weight_shapes
+from .._names import identifier
+from .._params import COMPILE_KEYS, FIT_KEYS, MAX_BATCH_SIZE, parse_params, positive_int
+from ..errors import DataError, SchemaError
+from ..models._architectures import get_architecture
+from ..models._result import TrainingResult
+from ..runtime._cluster import client_or_local
+from ..strategies import SlowMo, Strategy
 from ._early_stopping import EarlyStopping
-from ._model_spec import model_json, unflatten_weights, weight_shapes
-from ._names import identifier
-from ._params import COMPILE_KEYS, FIT_KEYS, MAX_BATCH_SIZE, parse_params, positive_int
-from ._result import TrainingResult
-from .errors import DataError, SchemaError
-from .strategies import SlowMo, Strategy
 
 
 def fit(
@@ -191,7 +190,7 @@ class _Plan:
             raise DataError("resume=True needs checkpoint=(db, table, name) to resume from.")
         self.db = kw["db"]
         if self.checkpoint is not None:
-            from ._model_store import check_model_table
+            from ..models._model_store import check_model_table
 
             db, table, name = self.checkpoint
             identifier(name, what="model")
@@ -220,7 +219,7 @@ class _Plan:
         else:
             self.architecture = model_json(model)
         try:
-            built = _worker.compiled_model(self.architecture, self.compile_params)
+            built = compiled_model(self.architecture, self.compile_params)
         except DataError:
             raise
         except Exception as exc:  # unknown optimizer, loss or metric names
@@ -245,7 +244,7 @@ class _Plan:
         import dask.dataframe as dd
 
         if isinstance(data, str):
-            from ._read import read_table
+            from ..io._read import read_table
 
             columns = [*([self.x] if isinstance(self.x, str) else self.x), self.y]
             return read_table(self.db, data, columns=columns), data
@@ -268,7 +267,7 @@ class _Plan:
 
     def start_result(self) -> TrainingResult:
         if self.resume:
-            from ._model_store import load_result
+            from ..models._model_store import load_result
 
             db, table, name = self.checkpoint
             try:

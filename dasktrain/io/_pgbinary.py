@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from ._columns import ARRAY, BYTES, SCALAR, TENSOR, TEXT, ColumnSpec
-from .errors import DataError
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER = SIGNATURE + struct.pack(">ii", 0, 0)
@@ -47,7 +47,7 @@ def decode(buffer, specs: Sequence[ColumnSpec]) -> dict[str, np.ndarray]:
 
     Examples
     --------
-    >>> from dasktrain._columns import ColumnSpec
+    >>> from dasktrain.io._columns import ColumnSpec
     >>> spec = ColumnSpec("id", "scalar", wire=np.dtype(">i8"), dtype=np.dtype("i8"))
     >>> decode(encode([spec], {"id": np.arange(3)}), [spec])["id"]
     array([0, 1, 2])

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from ._names import TableName
-from .errors import SchemaError
+from .._names import TableName
+from ..errors import SchemaError
 
 SUMMARY_SUFFIX = "_summary"
 

@@ -1,0 +1,1 @@
+"""Reading and writing tables: connections, segments, the binary COPY codec, staging and locks."""

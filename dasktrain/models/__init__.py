@@ -1,0 +1,1 @@
+"""Models as stored data: model and architecture tables, fit state, and what a fit returns."""
