@@ -112,7 +112,7 @@ def _torch(policy: MemoryPolicy, limit_mib: int, environ) -> None:
     try:  # take the share now: kept in PyTorch's cache, it is there for this worker's models
         block = torch.empty(int(limit_mib * _TORCH_RESERVED) << 20, dtype=torch.uint8, device="cuda:0")
         del block
-    except torch.OutOfMemoryError as error:
+    except torch.cuda.OutOfMemoryError as error:
         free, total = torch.cuda.mem_get_info(0)
         raise GPUError(
             f"This worker's share of its GPU ({limit_mib} MiB) is not free: {free >> 20} of {total >> 20} MiB "

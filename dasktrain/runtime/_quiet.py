@@ -32,17 +32,17 @@ def install() -> None:
     Also sets ``TF_CPP_MIN_LOG_LEVEL`` unless the user did: 2 (errors only), or 3 on a machine
     without GPUs, where TensorFlow's one error line is ``failed call to cuInit``.
     """
-    from ._gpu import visible_gpus
-
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if _may_have_gpus(visible_gpus) else "3"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if _may_have_gpus() else "3"
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
 
 
-def _may_have_gpus(visible_gpus) -> bool:
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
+def _may_have_gpus() -> bool:
+    """Cheaply, without running nvidia-smi at every import: GPUs listed, or an NVIDIA driver loaded."""
+    from ._gpu import visible_gpus
+
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
         return bool(visible_gpus())
     return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")
 
