@@ -106,6 +106,11 @@ def demo(
     train_table, test_table = f"demo_{name}_train", f"demo_{name}_test"
     loaders.write_arrays(db, train_table, x, y, segments=segments, if_exists="replace", progress=progress)
     loaders.write_arrays(db, test_table, x_test, y_test, segments=segments, if_exists="replace", progress=progress)
+    if db.dialect.distributed:  # the cluster's segments, whatever was asked for
+        from .io._segments import greenplum_segment_count
+
+        with db.cursor() as cur:
+            segments = greenplum_segment_count(cur)
     say(f"loaded {train_table} and {test_table}, {segments} segments each")
 
     model = seed_cnn(x.shape[1:] + (1,), 10)

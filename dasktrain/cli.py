@@ -97,6 +97,7 @@ def _merge_job(args, keys: set[str], command_name: str, required: Sequence[str])
 def _segments_arguments(p):
     p.add_argument("table", help="table name, optionally schema-qualified")
     p.add_argument("-n", type=int, help="plain PostgreSQL tables: number of block ranges (default: CPUs)")
+    p.add_argument("--exact", action="store_true", help="count each segment's rows (default: catalog estimates)")
 
 
 @command(
@@ -108,7 +109,7 @@ def _segments(args) -> int:
     from . import connect, segments
 
     db = connect(args.dsn)
-    found = segments(db, args.table, args.n)  # before the header: an error prints nothing else
+    found = segments(db, args.table, args.n, exact=args.exact)  # before the header: an error prints nothing else
     print(f"{'segment':>7}  {'rows':>10}  {'host':<20}  relation")
     for seg in found:
         print(f"{seg.id:>7}  {seg.rows:>10}  {seg.host or '-':<20}  {seg.relation}")

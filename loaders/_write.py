@@ -19,6 +19,7 @@ from dasktrain.io._columns import SCALAR, TENSOR, ColumnSpec, sql_type_for
 from dasktrain.io._database import Database, connect, transaction
 from dasktrain.io._locks import lock_for_creation
 from dasktrain.io._retry import retrying
+from dasktrain.io._segments import greenplum_segment_count
 from dasktrain.io._staging import drop_table
 
 DEFAULT_SEGMENTS = 4
@@ -221,7 +222,7 @@ def create_table_sql(db: Database, name: TableName, column_types: dict[str, str]
         for column, sql_type in column_types.items()
     )
     if db.dialect.distributed:
-        return [sql.SQL("CREATE TABLE {} ({}) DISTRIBUTED BY (id)").format(name.sql, columns)]
+        return [sql.SQL("CREATE TABLE {} ({}){}").format(name.sql, columns, db.dialect.distribution("id"))]
     statements = [sql.SQL("CREATE TABLE {} ({}) PARTITION BY HASH (id)").format(name.sql, columns)]
     for k in range(segments):
         statements.append(
@@ -237,16 +238,19 @@ def _create(cur, db: Database, name: TableName, column_types: dict[str, str], se
         cur.execute(statement)
 
 
+def summary_table_sql(dialect, summary: TableName) -> sql.Composed:
+    """The table's metadata row (MADlib's preprocessor summary), copied to every segment on Greenplum."""
+    return sql.SQL(
+        "CREATE TABLE {} (source_table text, output_table text, independent_varname text, "
+        "dependent_varname text, dependent_vartype text, class_values text[], num_classes integer, "
+        "num_rows bigint, num_segments integer, array_columns jsonb, loader text, "
+        "created_at timestamptz DEFAULT now()){}"
+    ).format(summary.sql, dialect.distribution())
+
+
 def _write_summary(cur, name, specs, metadata, class_values, source, n, segments, db) -> None:
     summary = name.sibling(SUMMARY_SUFFIX)
-    cur.execute(
-        sql.SQL(
-            "CREATE TABLE {} (source_table text, output_table text, independent_varname text, "
-            "dependent_varname text, dependent_vartype text, class_values text[], num_classes integer, "
-            "num_rows bigint, num_segments integer, array_columns jsonb, loader text, "
-            "created_at timestamptz DEFAULT now())"
-        ).format(summary.sql)
-    )
+    cur.execute(summary_table_sql(db.dialect, summary))
     has_y = any(s.name == "y" for s in specs)
     cur.execute(
         sql.SQL(
@@ -262,7 +266,7 @@ def _write_summary(cur, name, specs, metadata, class_values, source, n, segments
             list(class_values) if class_values is not None else None,
             len(class_values) if class_values is not None else None,
             n,
-            None if db.dialect.distributed else segments,
+            greenplum_segment_count(cur) if db.dialect.distributed else segments,
             json.dumps(metadata),
         ),
     )

@@ -66,3 +66,17 @@ def test_bad_segment_counts_are_refused(db, table_name):
     loaders.write_arrays(db, table_name, np.zeros((4, 1)))
     with pytest.raises(dasktrain.errors.DataError, match="n=0"):
         dasktrain.segments(db, table_name, n=0)
+
+
+def test_exact_counts_each_segment_where_the_catalog_only_estimates(db, table_name, capsys):
+    from dasktrain import cli
+
+    with db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table_name} (id int, v real[]) PARTITION BY RANGE (id)")
+        for k, (lo, hi) in enumerate([(0, 100), (100, 1000)]):
+            cur.execute(f"CREATE TABLE {table_name}_p{k} PARTITION OF {table_name} FOR VALUES FROM ({lo}) TO ({hi})")
+        cur.execute(f"INSERT INTO {table_name} SELECT g, ARRAY[g]::real[] FROM generate_series(0, 299) g")
+    assert [s.rows for s in dasktrain.segments(db, table_name)] == [0, 0]  # never analyzed
+    assert [s.rows for s in dasktrain.segments(db, table_name, exact=True)] == [100, 200]
+    assert cli.main(["segments", table_name, "--dsn", db.dsn, "--exact"]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["100", "200"]

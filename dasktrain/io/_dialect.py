@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg2 import sql
+
 POSTGRESQL = "postgresql"
 GREENPLUM = "greenplum"
 CLOUDBERRY = "cloudberry"
@@ -30,6 +32,24 @@ class Dialect:
     def distributed(self) -> bool:
         """True for massively parallel servers (Greenplum, Cloudberry) with ``gp_segment_id``."""
         return self.name in (GREENPLUM, CLOUDBERRY)
+
+    def distribution(self, *key: str) -> sql.Composable:
+        """The distribution clause of a table dasktrain creates: none on PostgreSQL.
+
+        On Greenplum and Cloudberry a table is spread by ``key`` (its rows, and the joins on that
+        key, stay on one segment), or with no key copied to every segment (``DISTRIBUTED
+        REPLICATED``: small metadata tables that every segment reads whole).
+
+        >>> Dialect(POSTGRESQL, 160000).distribution("id")
+        SQL('')
+        >>> Dialect(GREENPLUM, 120012).distribution()
+        SQL(' DISTRIBUTED REPLICATED')
+        """
+        if not self.distributed:
+            return sql.SQL("")
+        if not key:
+            return sql.SQL(" DISTRIBUTED REPLICATED")
+        return sql.SQL(" DISTRIBUTED BY ({})").format(sql.SQL(", ").join(map(sql.Identifier, key)))
 
     @property
     def supports_tid_range_scan(self) -> bool:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ class Segment:
     id : int
         0-based position (Greenplum: the segment's ``content`` id).
     rows : int
-        Approximate number of rows (exact on Greenplum).
+        Approximate number of rows (the catalog's estimate), or exact with ``segments(exact=True)``.
     host : str or None
         Host holding the segment's data, where the database says (Greenplum).
     relation : TableName
@@ -64,8 +65,15 @@ class Segment:
         return None
 
 
-def segments(db: Database | str | None, table: str | TableName, n: int | None = None) -> list[Segment]:
+def segments(
+    db: Database | str | None, table: str | TableName, n: int | None = None, *, exact: bool = False
+) -> list[Segment]:
     """List the segments of ``table``, the units :func:`read_table` reads in parallel.
+
+    On Greenplum a distributed table has one segment per primary segment; a ``DISTRIBUTED
+    REPLICATED`` table, a view or an external table is read whole, as one segment, through the
+    coordinator. PostgreSQL: one segment per leaf of a partitioned table, else ``n`` block ranges
+    of a plain table; a view is read whole.
 
     Parameters
     ----------
@@ -76,6 +84,9 @@ def segments(db: Database | str | None, table: str | TableName, n: int | None = 
     n : int, optional
         Only for plain (unpartitioned) PostgreSQL tables: how many block ranges to cut.
         Default: the number of workers of the current Dask client, else the number of CPUs.
+    exact : bool, default False
+        Count each segment's rows (on Greenplum, a scan of the whole table). Default: the
+        catalog's estimates, up to date after ``ANALYZE``.
 
     Returns
     -------
@@ -90,31 +101,65 @@ def segments(db: Database | str | None, table: str | TableName, n: int | None = 
     db = connect(db)
     name = TableName.parse(table)
     with db.cursor() as cur:
-        return list_segments(cur, db.dialect, table_info(cur, name), n)
+        return list_segments(cur, db.dialect, table_info(cur, name), n, exact=exact)
 
 
-def list_segments(cur, dialect, info: TableInfo, n: int | None = None) -> list[Segment]:
+def list_segments(cur, dialect, info: TableInfo, n: int | None = None, *, exact: bool = False) -> list[Segment]:
     """:func:`segments` on an open cursor, for a table already looked up."""
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise DataError(f"Expected a positive number of segments. Received: n={n!r}")
-    if dialect.distributed:
-        return _greenplum_segments(cur, info.name)
-    if info.relkind == PARTITIONED:
-        return _leaf_segments(cur, info.oid)
-    if info.relkind == PLAIN:
-        return _block_segments(cur, info.name, info.oid, n or _default_parallelism())
-    return [Segment(0, 0, None, info.name)]  # views and foreign tables: read whole
+    if dialect.distributed and info.relkind in (PLAIN, PARTITIONED) and greenplum_policy(cur, info.oid) == "p":
+        return _greenplum_segments(cur, info, exact)  # counted in one scan when exact
+    if info.relkind == PARTITIONED and not dialect.distributed:
+        found = _leaf_segments(cur, info.oid)
+    elif info.relkind == PLAIN and not dialect.distributed:
+        found = _block_segments(cur, info.name, info.oid, n or _default_parallelism())
+    else:  # views, foreign tables, and on Greenplum replicated or external tables: read whole
+        found = [Segment(0, _estimate(cur, info.oid), None, info.name)]
+    return [dataclasses.replace(s, rows=_count(cur, s)) for s in found] if exact else found
 
 
-def _greenplum_segments(cur, table: TableName) -> list[Segment]:
+def _count(cur, segment: Segment) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}").format(segment.relation.sql)
+    if segment.predicate() is not None:
+        query += sql.SQL(" WHERE ") + segment.predicate()
+    cur.execute(query)
+    return int(cur.fetchone()[0])
+
+
+def greenplum_policy(cur, oid: int) -> str | None:
+    """How Greenplum spreads a table: ``"p"`` by key or randomly, ``"r"`` replicated, None when it is
+    not a distributed table at all (an external table)."""
+    cur.execute("SELECT policytype FROM gp_distribution_policy WHERE localoid = %s", (oid,))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _greenplum_segments(cur, info: TableInfo, exact: bool) -> list[Segment]:
     cur.execute(GREENPLUM_SEGMENTS_SQL)
     hosts = cur.fetchall()
-    cur.execute(greenplum_rows_sql(table))
-    rows = dict(cur.fetchall())
+    if exact:
+        cur.execute(greenplum_rows_sql(info.name))
+        rows = dict(cur.fetchall())
+    else:  # the coordinator's estimate for the whole table, shared evenly
+        share = _estimate(cur, info.oid) // max(1, len(hosts))
+        rows = {content: share for content, _ in hosts}
     return [
-        Segment(i, int(rows.get(content, 0)), host, table, gp_segment_id=content)
+        Segment(i, int(rows.get(content, 0)), host, info.name, gp_segment_id=content)
         for i, (content, host) in enumerate(hosts)
     ]
+
+
+def _estimate(cur, oid: int) -> int:
+    """The catalog's row estimate (0 for a table never analyzed, or a view)."""
+    cur.execute("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = %s", (oid,))
+    return int(cur.fetchone()[0])
+
+
+def greenplum_segment_count(cur) -> int:
+    """How many primary segments the Greenplum cluster has: every distributed table has that many."""
+    cur.execute(sql.SQL("SELECT count(*) FROM ({}) s").format(GREENPLUM_SEGMENTS_SQL))
+    return int(cur.fetchone()[0])
 
 
 def greenplum_rows_sql(table: TableName) -> sql.Composed:

@@ -49,6 +49,17 @@ class Staging:
         name = f"{_prefix(output)}{uuid.uuid4().hex[:10]}"
         return cls(output, TableName(output.schema, name), TableName(output.schema, name + "_done"))
 
+    def create_sql(self, dialect, columns: sql.Composable, distributed_by: str | None) -> list[sql.Composed]:
+        """The staging table, spread on Greenplum by the source's key (a join with the source needs no
+        motion), and its ledger, spread by segment."""
+        spread = dialect.distribution(distributed_by) if distributed_by else sql.SQL("")
+        return [
+            sql.SQL("CREATE TABLE {} ({}){}").format(self.table.sql, columns, spread),
+            sql.SQL("CREATE TABLE {} (segment integer PRIMARY KEY, rows bigint NOT NULL){}").format(
+                self.ledger.sql, dialect.distribution("segment")
+            ),
+        ]
+
     def start(self, db: Database, columns: sql.Composable, distributed_by: str | None):
         """Drop stale staging tables of the same output, create this job's, and mark the job alive.
 
@@ -63,15 +74,8 @@ class Staging:
                     if stale != self.table:
                         logger.warning("dropping %s, left behind by an earlier job that did not finish", stale)
                         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stale.sql))
-                spread = sql.SQL("")
-                if distributed_by:
-                    spread = sql.SQL(" DISTRIBUTED BY ({})").format(sql.Identifier(distributed_by))
-                cur.execute(sql.SQL("CREATE TABLE {} ({}){}").format(self.table.sql, columns, spread))
-                cur.execute(
-                    sql.SQL("CREATE TABLE {} (segment integer PRIMARY KEY, rows bigint NOT NULL)").format(
-                        self.ledger.sql
-                    )
-                )
+                for statement in self.create_sql(db.dialect, columns, distributed_by):
+                    cur.execute(statement)
                 cur.execute(
                     sql.SQL("COMMENT ON TABLE {} IS {}").format(
                         self.table.sql, sql.Literal(f"dasktrain staging for {self.output}; dropped when done")

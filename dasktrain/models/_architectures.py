@@ -14,6 +14,14 @@ from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 
 
+def create_sql(dialect, table: TableName) -> sql.Composed:
+    """MADlib's architecture table, spread on Greenplum by its key ``model_id`` (as MADlib's own is)."""
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (model_id serial PRIMARY KEY, model_arch json NOT NULL, "
+        "model_weights bytea, name text, description text, __internal_madlib_id__ text){}"
+    ).format(table.sql, dialect.distribution("model_id"))
+
+
 def load_architecture(
     db: Database | str | None,
     table: str,
@@ -56,12 +64,7 @@ def load_architecture(
     blob = flatten_weights(weights) if weights is not None else None
     with db.cursor() as cur:
         lock_for_creation(cur, name_)
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (model_id serial PRIMARY KEY, model_arch json NOT NULL, "
-                "model_weights bytea, name text, description text, __internal_madlib_id__ text)"
-            ).format(name_.sql)
-        )
+        cur.execute(create_sql(db.dialect, name_))
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (model_arch, model_weights, name, description) VALUES (%s, %s, %s, %s) "

@@ -92,7 +92,7 @@ def check_model_table(db: Database | str | None, table: str) -> None:
 
 def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
     lock_for_creation(cur, table)
-    distributed = sql.SQL(" DISTRIBUTED BY (name)") if db.dialect.distributed else sql.SQL("")
+    distributed = db.dialect.distribution("name")  # a model's versions and members stay on one segment
     cur.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (name text NOT NULL, version integer NOT NULL, member integer NOT NULL, "
@@ -189,7 +189,8 @@ def save_model(
                 list(values.values()),
             )
             if segment_states or result.outer_state is not None:
-                write_states(cur, table_name, model_name, version, segment_states or {}, result.outer_state)
+                write_states(cur, db.dialect, table_name, model_name, version, segment_states or {},
+                             result.outer_state)  # fmt: skip
             if status == CHECKPOINT and keep is not None:
                 _prune_checkpoints(cur, table_name, summary, model_name, keep)
             return version

@@ -27,16 +27,19 @@ def state_table(model_table: TableName) -> TableName:
     return model_table.sibling(SUFFIX)
 
 
-def write_states(cur, model_table: TableName, name: str, version: int, segments: dict, outer) -> None:
+def create_sql(dialect, table: TableName) -> sql.Composed:
+    """The side table, spread on Greenplum like its model table: by model name."""
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (name text NOT NULL, version integer NOT NULL, segment integer NOT NULL, "
+        "iteration integer NOT NULL, cursor bigint NOT NULL, state bytea NOT NULL, "
+        "PRIMARY KEY (name, version, segment)){}"
+    ).format(table.sql, dialect.distribution("name"))
+
+
+def write_states(cur, dialect, model_table: TableName, name: str, version: int, segments: dict, outer) -> None:
     """Store the segments' states and the strategy's state of one version (inside the caller's transaction)."""
     table = state_table(model_table)
-    cur.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (name text NOT NULL, version integer NOT NULL, segment integer NOT NULL, "
-            "iteration integer NOT NULL, cursor bigint NOT NULL, state bytea NOT NULL, "
-            "PRIMARY KEY (name, version, segment))"
-        ).format(table.sql)
-    )
+    cur.execute(create_sql(dialect, table))
     rows = [(segment, s.iteration, s.cursor, s.to_bytes()) for segment, s in sorted(segments.items())]
     if outer is not None:
         rows.append((OUTER, 0, 0, SegmentState(0, list(outer)).to_bytes()))

@@ -144,6 +144,14 @@ def _check_labels(labels: np.ndarray, model, scorer: ScoringModel, segment: int)
             )
 
 
+def output_table_sql(dialect, output: TableName) -> sql.Composed:
+    """MADlib's evaluate output: one row, copied to every segment on Greenplum."""
+    return sql.SQL(
+        "CREATE TABLE {} (loss double precision, metric double precision, metrics_type text[], "
+        "loss_type text, rows bigint){}"
+    ).format(output.sql, dialect.distribution())
+
+
 def _write(db: Database, output: TableName, result: dict, scorer: ScoringModel, replace: bool) -> None:
     from ..io._staging import drop_table
 
@@ -151,12 +159,7 @@ def _write(db: Database, output: TableName, result: dict, scorer: ScoringModel, 
     with db.cursor() as cur:
         if replace:
             drop_table(cur, output)
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {} (loss double precision, metric double precision, metrics_type text[], "
-                "loss_type text, rows bigint)"
-            ).format(output.sql)
-        )
+        cur.execute(output_table_sql(db.dialect, output))
         cur.execute(
             sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(output.sql),
             (
