@@ -22,22 +22,28 @@ from loaders._write import create_table_sql
 @pytest.fixture
 def greenplum(db):
     schema = f"gpsim_{uuid.uuid4().hex[:8]}"
+    server = {"host": psycopg2.extensions.parse_dsn(db.dsn).get("host", "localhost")}
     with db.cursor() as cur:
+        cur.execute("SHOW port")
+        server["port"] = int(cur.fetchone()[0])
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         cur.execute(
             sql.SQL(
-                "CREATE TABLE {}.gp_segment_configuration (content int, role char, hostname text);"
+                "CREATE TABLE {}.gp_segment_configuration (content int, role char, hostname text, address text, "
+                "port int);"
                 "INSERT INTO {}.gp_segment_configuration VALUES "
-                "(-1, 'p', 'coordinator'), (0, 'p', 'localhost'), (1, 'p', '127.0.0.1'), "
-                "(2, 'p', '10.255.255.1'), (0, 'm', 'mirror-host');"
-                "CREATE TABLE {}.images AS SELECT g AS id, ARRAY[g, -g]::real[] AS x, g % 3 AS gp_segment_id "
+                "(-1, 'p', 'coordinator', 'coordinator', 5432), (0, 'p', 'localhost', %(host)s, %(port)s), "
+                "(1, 'p', '127.0.0.1', %(host)s, %(port)s), (2, 'p', '10.255.255.1', %(host)s, %(port)s), "
+                "(0, 'm', 'mirror-host', 'mirror-host', 7000);"
+                "CREATE TABLE {}.images AS SELECT g AS id, ARRAY[g, -g]::real[] AS x, g %% 3 AS gp_segment_id "
                 "FROM generate_series(0, 299) g;"
                 # Replicated tables, views and external tables have no gp_segment_id column to split by.
                 "CREATE TABLE {}.labels AS SELECT g AS id, 'class ' || g AS name FROM generate_series(0, 9) g;"
                 "CREATE VIEW {}.small_images AS SELECT id, x FROM {}.images WHERE id < 30;"
                 "CREATE TABLE {}.gp_distribution_policy (localoid oid, policytype char);"
                 "ANALYZE {}.images"
-            ).format(*[sql.Identifier(schema)] * 8)
+            ).format(*[sql.Identifier(schema)] * 8),
+            {"host": server["host"], "port": server["port"]},
         )
         cur.execute(
             sql.SQL(
@@ -138,3 +144,87 @@ def test_every_table_dasktrain_creates_has_a_deliberate_distribution(greenplum, 
 
         with greenplum.cursor() as gp:
             assert greenplum_segment_count(gp) == 3  # primaries only: not the coordinator, not mirrors
+
+
+# -- reads straight from the segments (utility mode) ----------------------------------------------------
+
+
+@pytest.fixture
+def segment_servers(greenplum, db, monkeypatch):
+    """Each simulated segment's own "server": a schema holding only that segment's rows, reached by DSN.
+
+    A real segment's utility-mode connection sees its local rows; here ``segment_dsn`` points each
+    segment at its schema instead (PostgreSQL knows no gp_role), which is all that differs.
+    """
+    schemas = [f"gpseg{k}_{uuid.uuid4().hex[:6]}" for k in range(3)]
+    with db.cursor() as cur:
+        for k, schema in enumerate(schemas):
+            local_rows = sql.SQL(
+                "CREATE SCHEMA {0}; CREATE TABLE {0}.images AS SELECT g AS id, ARRAY[g, -g]::real[] AS x "
+                "FROM generate_series(0, 299) g WHERE g % 3 = {1}"
+            )
+            cur.execute(local_rows.format(sql.Identifier(schema), sql.Literal(k)))
+    from dasktrain.io import _direct
+
+    def simulated_segment_dsn(dsn, segment, dialect):
+        return psycopg2.extensions.make_dsn(db.dsn, options=f"-c search_path={schemas[segment.gp_segment_id]}")
+
+    monkeypatch.setattr(_direct, "segment_dsn", simulated_segment_dsn)
+    yield schemas
+    with db.cursor() as cur:
+        for schema in schemas:
+            cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _share_locks(db, table: str) -> int:
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_locks WHERE relation = to_regclass(%s) AND mode = 'ShareLock' AND granted",
+            (table,),
+        )
+        return cur.fetchone()[0]
+
+
+def test_direct_reads_go_to_each_segment_under_a_share_lock(greenplum, segment_servers, db):
+    import gc
+
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    frame = dasktrain.read_table(greenplum, "images", columns=["id", "x"], direct=True)
+    assert _share_locks(db, f"{schema}.images") == 1  # writers wait while the frame is alive
+    parts = [frame.partitions[k].compute() for k in range(3)]
+    assert [len(p) for p in parts] == [100, 100, 100]
+    assert [set(p["id"] % 3) for p in parts] == [{0}, {1}, {2}]  # each from its own segment, no predicate
+    del frame, parts
+    gc.collect()
+    assert _share_locks(db, f"{schema}.images") == 0
+
+
+def test_direct_reads_placed_on_workers_release_the_lock_when_read(greenplum, segment_servers, db, client):
+    import time
+
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    frame = dasktrain.read_table(greenplum, "images", columns=["id"], direct="auto", client=client)
+    assert sorted(frame.compute()["id"]) == list(range(300))
+    deadline = time.monotonic() + 10
+    while _share_locks(db, f"{schema}.images") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _share_locks(db, f"{schema}.images") == 0
+
+
+def test_auto_reads_through_the_coordinator_when_segments_refuse_and_says_so_once(greenplum, caplog):
+    from dasktrain.io import _direct
+
+    _direct._said_once.clear()
+    with caplog.at_level("WARNING", logger="dasktrain"):
+        for _ in range(2):
+            frame = dasktrain.read_table(greenplum, "images", columns=["id"])  # gp_role is unknown here: refused
+            assert sorted(frame.compute()["id"]) == list(range(300))
+    said = [r.getMessage() for r in caplog.records if "utility-mode" in r.getMessage()]
+    assert len(said) == 1 and "reading through the coordinator instead" in said[0]
+
+
+def test_direct_true_refused_names_the_segment_and_the_fix(greenplum):
+    with pytest.raises(dasktrain.errors.DatabaseConnectionError, match=r"segment 0 \(.*\) refused a utility-mode"):
+        dasktrain.read_table(greenplum, "images", direct=True)
+    with pytest.raises(ValueError, match="direct='auto', True or False"):
+        dasktrain.read_table(greenplum, "images", direct="yes")

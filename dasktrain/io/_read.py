@@ -18,7 +18,7 @@ from psycopg2 import sql
 
 from .._names import TableName, identifier
 from ..errors import DataError, SchemaError
-from . import _pgbinary
+from . import _direct, _pgbinary
 from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
 from ._database import Database, connect, open_connection, transaction
@@ -39,6 +39,7 @@ def read_table(
     *,
     npartitions: int | None = None,
     snapshot: bool = True,
+    direct: bool | str = "auto",
     client=None,
 ) -> dd.DataFrame:
     """Read a table as a Dask DataFrame with one partition per database segment.
@@ -70,6 +71,13 @@ def read_table(
         sessions change it (an exported snapshot, held open in this process while the returned
         frame is alive). False reads each segment in its own transaction, as Greenplum always
         does and as PostgreSQL does where it cannot export snapshots (a hot standby).
+    direct : "auto", True or False, default "auto"
+        Greenplum and Cloudberry: read each segment straight from its own server (a utility-mode
+        connection to the host and port in ``gp_segment_configuration``), not through the
+        coordinator, while the coordinator holds ``LOCK TABLE ... IN SHARE MODE`` for as long as
+        the frame is alive (writers wait; readers do not). "auto" does so when the segments accept
+        utility connections and otherwise reads through the coordinator, saying so once; True
+        makes a refusal an error. Ignored on PostgreSQL, and for replicated tables and views.
     client : distributed.Client, optional
         Used on Greenplum to read each segment on a worker of the segment's host.
         Default: the current client, if any.
@@ -98,27 +106,48 @@ def read_table(
         shapes = _first_row_shapes(cur, name, specs, where_sql, where)
         query_prefix = sql.SQL("SELECT {} FROM ").format(sql.SQL(", ").join(s.select_sql() for s in specs))
         parts = list_segments(cur, db.dialect, info, npartitions)
-        queries = [_segment_query(query_prefix, seg, where_sql).as_string(cur.connection) for seg in parts]
+        dsns = _direct.plan(db, parts, direct)
+        queries = [
+            _segment_query(query_prefix, seg, where_sql, local=dsns is not None).as_string(cur.connection)
+            for seg in parts
+        ]
+    held = _direct.ShareLock.take(db, name) if dsns is not None else None
+    dsns = dsns or [None] * len(parts)
     specs = [_with_shape(spec, shapes.get(spec.name)) for spec in specs]
     meta = _meta(specs)
     placements = _placements(parts, client)
+    parts_to_read = [(k, query, dsn) for k, (query, dsn) in enumerate(zip(queries, dsns, strict=True))]
     if placements:
         reader = SegmentReader(db.dsn, specs, str(name))
         futures = [
             placements.client.submit(
                 reader,
-                (k, query),
+                part,
                 pure=False,
                 **({"workers": workers, "allow_other_workers": True} if workers else {}),
             )
-            for k, (query, workers) in enumerate(zip(queries, placements.workers, strict=True))
+            for part, workers in zip(parts_to_read, placements.workers, strict=True)
         ]
+        if held is not None:  # the reads run now: release the lock when the last one is done
+            _release_when_done(futures, held)
         return dd.from_delayed(futures, meta=meta, verify_meta=False)
     shared = ExportedSnapshot.export(db) if snapshot and len(queries) > 1 and not db.dialect.distributed else None
-    reader = SegmentReader(db.dsn, specs, str(name), shared)
+    reader = SegmentReader(db.dsn, specs, str(name), shared, held)
     # A table can change between two calls: a fresh `read_id` gives each call its own task keys,
     # so Dask never hands back partitions an earlier call left in memory.
-    return dd.from_map(reader, list(enumerate(queries)), read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}")
+    return dd.from_map(reader, parts_to_read, read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}")
+
+
+def _release_when_done(futures: list, held) -> None:
+    remaining = {f.key for f in futures}
+
+    def done(future) -> None:
+        remaining.discard(future.key)
+        if not remaining:
+            held.close()
+
+    for future in futures:
+        future.add_done_callback(done)
 
 
 class SegmentReader:
@@ -129,10 +158,13 @@ class SegmentReader:
     data while the frame exists.
     """
 
-    def __init__(self, dsn: str, specs: Sequence[ColumnSpec], table: str, snapshot: ExportedSnapshot | None = None):
+    def __init__(
+        self, dsn: str, specs: Sequence[ColumnSpec], table: str, snapshot: ExportedSnapshot | None = None, held=None
+    ):
         self.dsn, self.specs, self.table = dsn, list(specs), table
         self.snapshot_id = snapshot.id if snapshot is not None else None
         self._snapshot = snapshot  # client side only: not pickled
+        self._held = held  # client side only: a lock on the coordinator held while the frame lives
 
     def __reduce__(self):
         return SegmentReader._on_worker, (self.dsn, self.specs, self.table, self.snapshot_id)
@@ -146,10 +178,10 @@ class SegmentReader:
     def __dask_tokenize__(self):
         return (type(self).__name__, self.table, self.snapshot_id, id(self))
 
-    def __call__(self, part: tuple[int, str], read_id: str | None = None) -> pd.DataFrame:
-        """Read segment ``part = (k, COPY statement)``. ``read_id`` only makes task keys unique."""
-        segment, query = part
-        return read_segment(query, self.dsn, self.specs, snapshot=self.snapshot_id, label=f"segment {segment}")
+    def __call__(self, part: tuple[int, str, str | None], read_id: str | None = None) -> pd.DataFrame:
+        """Read segment ``part = (k, COPY statement, its own DSN or None)``. ``read_id`` only makes keys unique."""
+        segment, query, dsn = part
+        return read_segment(query, dsn or self.dsn, self.specs, snapshot=self.snapshot_id, label=f"segment {segment}")
 
 
 def read_segment(
@@ -272,8 +304,9 @@ def _parse_dims(dims: str | None) -> tuple[int, ...]:
     return tuple(int(hi) - int(lo) + 1 for lo, hi in re.findall(r"\[(-?\d+):(-?\d+)\]", dims))
 
 
-def _segment_query(prefix: sql.Composable, segment: Segment, where_sql) -> sql.Composed:
-    conditions = [c for c in (segment.predicate(), where_sql) if c is not None]
+def _segment_query(prefix: sql.Composable, segment: Segment, where_sql, *, local: bool = False) -> sql.Composed:
+    """The segment's COPY; ``local``: on the segment's own server, whose rows are all its own."""
+    conditions = [c for c in (None if local else segment.predicate(), where_sql) if c is not None]
     select = prefix + segment.relation.sql
     if conditions:
         select += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)

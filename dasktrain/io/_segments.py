@@ -21,7 +21,8 @@ from ._catalog import PARTITIONED, PLAIN, TableInfo, table_info
 from ._database import Database, connect
 
 GREENPLUM_SEGMENTS_SQL = sql.SQL(
-    "SELECT content, hostname FROM gp_segment_configuration WHERE content >= 0 AND role = 'p' ORDER BY content"
+    "SELECT content, hostname, address, port FROM gp_segment_configuration "
+    "WHERE content >= 0 AND role = 'p' ORDER BY content"
 )
 
 
@@ -43,6 +44,8 @@ class Segment:
         On Greenplum, the value of ``gp_segment_id`` selecting this segment's rows.
     blocks : (int, int or None) or None
         On a plain PostgreSQL table, the half-open range of disk blocks (open at the end).
+    address, port : str and int, or None
+        On Greenplum, where the segment's own server listens (for direct, utility-mode reads).
     """
 
     id: int
@@ -51,6 +54,8 @@ class Segment:
     relation: TableName
     gp_segment_id: int | None = None
     blocks: tuple[int, int | None] | None = None
+    address: str | None = None
+    port: int | None = None
 
     def predicate(self) -> sql.Composable | None:
         """The WHERE condition selecting this segment's rows of :attr:`relation`, or None."""
@@ -143,10 +148,10 @@ def _greenplum_segments(cur, info: TableInfo, exact: bool) -> list[Segment]:
         rows = dict(cur.fetchall())
     else:  # the coordinator's estimate for the whole table, shared evenly
         share = _estimate(cur, info.oid) // max(1, len(hosts))
-        rows = {content: share for content, _ in hosts}
+        rows = {content: share for content, *_ in hosts}
     return [
-        Segment(i, int(rows.get(content, 0)), host, info.name, gp_segment_id=content)
-        for i, (content, host) in enumerate(hosts)
+        Segment(i, int(rows.get(content, 0)), host, info.name, gp_segment_id=content, address=address, port=port)
+        for i, (content, host, address, port) in enumerate(hosts)
     ]
 
 

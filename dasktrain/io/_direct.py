@@ -1,0 +1,136 @@
+"""Greenplum reads straight from the segments, past the coordinator.
+
+Through the coordinator, every byte of a ``WHERE gp_segment_id = k`` read passes through one
+process. In *utility mode* a connection made to a primary segment's own host and port reads
+that segment's local rows only; one such connection per segment reads the table in parallel
+with nothing in between. A live Greenplum 7 cluster served the same counts both ways.
+
+Utility mode has no distributed snapshot. So while the segments are read, a transaction on the
+coordinator holds ``LOCK TABLE ... IN SHARE MODE``: writers wait until the frame is released
+(readers do not), and every segment sees the table as it was when the read began. The lock is
+held while the dask DataFrame from :func:`dasktrain.read_table` is alive.
+
+``pg_hba.conf`` may refuse utility connections. ``direct="auto"`` then reads through the
+coordinator and says so once; ``direct=True`` raises an error that names the segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import psycopg2
+from psycopg2 import sql
+
+from .._names import TableName
+from ..errors import DatabaseConnectionError
+from ._database import redact_dsn, redact_text
+from ._retry import reason
+from ._segments import Segment
+
+logger = logging.getLogger("dasktrain")
+
+#: Seconds to wait for a segment's utility connection when probing whether direct reads are allowed.
+PROBE_TIMEOUT = 5
+
+
+def utility_option(dialect) -> str:
+    """The server option that opens a utility-mode session: Greenplum 7 and Cloudberry vs Greenplum 6.
+
+    >>> from dasktrain.io._dialect import GREENPLUM, Dialect
+    >>> utility_option(Dialect(GREENPLUM, 120012)), utility_option(Dialect(GREENPLUM, 90426))
+    ('-c gp_role=utility', '-c gp_session_role=utility')
+    """
+    return "-c gp_role=utility" if dialect.server_version_num >= 120000 else "-c gp_session_role=utility"
+
+
+def segment_dsn(dsn: str, segment: Segment, dialect) -> str:
+    """``dsn`` pointed at ``segment``'s own host and port, in utility mode (other settings kept).
+
+    >>> from dasktrain._names import TableName
+    >>> from dasktrain.io._dialect import GREENPLUM, Dialect
+    >>> seg = Segment(0, 0, "sdw1", TableName(None, "t"), gp_segment_id=0, address="10.0.0.7", port=6000)
+    >>> segment_dsn("host=mdw dbname=prod user=ds options='-c search_path=ml'", seg, Dialect(GREENPLUM, 120012))
+    "user=ds dbname=prod host=10.0.0.7 options='-c search_path=ml -c gp_role=utility' port=6000"
+    """
+    given = psycopg2.extensions.parse_dsn(dsn)
+    options = " ".join(o for o in (given.get("options"), utility_option(dialect)) if o)
+    return psycopg2.extensions.make_dsn(dsn, host=segment.address or segment.host, port=segment.port, options=options)
+
+
+def probe(dsn: str, segment: Segment, dialect) -> str | None:
+    """None when a utility connection to ``segment`` works, else the server's reason."""
+    try:
+        conn = psycopg2.connect(segment_dsn(dsn, segment, dialect), connect_timeout=PROBE_TIMEOUT)
+    except psycopg2.Error as exc:
+        return redact_text(reason(exc), dsn)
+    conn.close()
+    return None
+
+
+def refused_error(dsn: str, segment: Segment, why: str) -> DatabaseConnectionError:
+    where = f"{segment.address or segment.host}:{segment.port}"
+    return DatabaseConnectionError(
+        f"direct=True, but segment {segment.gp_segment_id} ({where}) refused a utility-mode connection "
+        f"for {redact_dsn(dsn)!r}: {why}. Allow it in the segments' pg_hba.conf, or read through the "
+        f"coordinator with direct=False."
+    )
+
+
+def plan(db, parts: list[Segment], direct: bool | str) -> list[str] | None:
+    """Each segment's own DSN when the read goes straight to the segments, else None (the coordinator).
+
+    >>> plan(db, dasktrain.segments(db, "images"), "auto")  # doctest: +SKIP
+    ["host=10.0.0.7 ... options='-c gp_role=utility' port=6000", ...]
+    """
+    if direct not in ("auto", True, False):
+        raise ValueError(f"Expected direct='auto', True or False. Received: direct={direct!r}")
+    if direct is False or not db.dialect.distributed or any(p.gp_segment_id is None for p in parts):
+        return None  # PostgreSQL, or a table read whole (replicated, a view): nothing to read directly
+    missing = next((p for p in parts if not p.port), None)
+    why = "gp_segment_configuration gives no port" if missing else probe(db.dsn, parts[0], db.dialect)
+    if why is None:
+        return [segment_dsn(db.dsn, p, db.dialect) for p in parts]
+    if direct is True:
+        raise refused_error(db.dsn, missing or parts[0], why)
+    fall_back_once(db.dsn, why)
+    return None
+
+
+class ShareLock:
+    """``LOCK TABLE ... IN SHARE MODE`` in an open transaction on the coordinator, until closed or collected.
+
+    >>> lock = ShareLock.take(db, TableName(None, "images"))  # doctest: +SKIP
+    """
+
+    def __init__(self, conn):
+        self._close = weakref.finalize(self, conn.close)
+
+    @classmethod
+    def take(cls, db, table: TableName) -> ShareLock:
+        conn = db.connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table.sql))
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn)
+
+    def close(self) -> None:
+        self._close()
+
+
+_said_once: set[str] = set()
+
+
+def fall_back_once(dsn: str, why: str) -> None:
+    """Say (once per database) that direct reads were refused and the coordinator is used instead."""
+    key = redact_dsn(dsn)
+    if key not in _said_once:
+        _said_once.add(key)
+        logger.warning(
+            "read_table: the segments refused a direct (utility-mode) connection (%s); reading through the "
+            "coordinator instead. Allow utility connections in pg_hba.conf for faster reads.",
+            why,
+        )
