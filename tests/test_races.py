@@ -59,3 +59,38 @@ def test_without_the_snapshot_a_concurrent_update_is_read_twice(db, client, tabl
     _plain_table(db, table_name)
     frame = _read_while_updating(db, table_name, snapshot=False)
     assert len(frame) > 20_000  # the documented per-segment behaviour: rows seen before and after the update
+
+
+def test_the_snapshot_outlives_its_frame_long_enough_for_a_persisted_read(db, table_name):
+    """``read_table(...).persist()`` drops the frame before the workers read: the snapshot must stay a while."""
+    import gc
+    import time
+
+    from dasktrain.io._snapshot import ExportedSnapshot, use_snapshot
+
+    snapshot = ExportedSnapshot.export(db)
+    snapshot._close.detach()  # this test's snapshot gets a grace of its own
+    snapshot = ExportedSnapshot(snapshot._conn, snapshot.id, grace=1.0)
+    snapshot_id = snapshot.id
+    del snapshot
+    gc.collect()
+
+    def importable() -> bool:
+        conn = db.connection()
+        try:
+            return use_snapshot(conn, snapshot_id)
+        finally:
+            conn.close()
+
+    assert importable()  # the frame is gone, the snapshot is not yet
+    time.sleep(2.0)
+    assert not importable()  # and then it is released
+
+
+def test_a_persisted_read_sees_one_snapshot(db, client, table_name):
+    _plain_table(db, table_name)
+    frame = dasktrain.read_table(db, table_name, npartitions=4).persist()
+    with db.cursor() as cur:
+        cur.execute(f"UPDATE {table_name} SET v = v + 1")
+    result = frame.compute()
+    assert len(result) == 20_000 and result["id"].is_unique

@@ -74,3 +74,20 @@ def test_reading_again_sees_changed_rows_even_while_the_first_read_is_held(db, c
     with db.cursor() as cur:
         cur.execute(f"INSERT INTO {table_name} VALUES (11)")
     assert len(dasktrain.read_table(db, table_name, npartitions=1).compute()) == 11
+
+
+def test_clients_gather_straight_from_the_workers_unless_configured_otherwise():
+    """Through the scheduler, read_table(...).compute() took twice as long (benchmarks/read_throughput.py)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import dasktrain, dask; print(dask.config.get('distributed.client.direct-to-workers'))"
+    env = {k: v for k, v in os.environ.items() if "DIRECT_TO_WORKERS" not in k}
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "True"
+    )
+    env["DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS"] = "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "False"
+    )

@@ -6,13 +6,15 @@ twice or missed). :class:`ExportedSnapshot` opens a transaction in the client pr
 its snapshot with ``pg_export_snapshot()``; every segment reader starts with
 ``SET TRANSACTION SNAPSHOT`` and so sees exactly the same data, as long as that transaction is
 open. It stays open while the dask DataFrame from :func:`dasktrain.read_table` (or any frame made
-from it) is alive, and closes when they are garbage-collected or the process exits.
+from it) is alive, and two minutes more (a persisted frame drops its graph before the workers
+read), or until the process exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import weakref
 
 import psycopg2
@@ -32,9 +34,14 @@ class ExportedSnapshot:
     '00000003-0000001B-1'
     """
 
-    def __init__(self, conn, snapshot_id: str):
+    #: Seconds the snapshot outlives the last frame that refers to it: ``read_table(...).persist()``
+    #: drops the frame as soon as the reads are submitted, before the workers start them.
+    GRACE = 120.0
+
+    def __init__(self, conn, snapshot_id: str, grace: float | None = None):
         self.id = snapshot_id
-        self._close = weakref.finalize(self, conn.close)
+        self._conn = conn
+        self._close = weakref.finalize(self, _close_later, conn, self.GRACE if grace is None else grace)
 
     @classmethod
     def export(cls, db) -> ExportedSnapshot | None:
@@ -52,7 +59,15 @@ class ExportedSnapshot:
 
     def close(self) -> None:
         """End the exporting transaction now (readers that start later use their own snapshots)."""
-        self._close()
+        self._close.detach()
+        self._conn.close()
+
+
+def _close_later(conn, seconds: float) -> None:
+    """Close ``conn`` after ``seconds``, in a daemon thread (at exit, the process closes it anyway)."""
+    timer = threading.Timer(seconds, conn.close)
+    timer.daemon = True
+    timer.start()
 
 
 def use_snapshot(conn, snapshot_id: str | None) -> bool:
