@@ -38,10 +38,25 @@ def to_arrays(
     >>> X.shape, X.dtype, y.tolist()
     ((2, 2), dtype('float32'), [0, 1])
     """
+    features, labels = stored_arrays(partition, x, y)
+    return features.astype(np.float32, copy=False), labels
+
+
+def stored_arrays(
+    partition: pd.DataFrame, x: str | Sequence[str] = "x", y: str | None = "y"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`to_arrays`, but the features keep the dtype they were stored in (uint8 pixels stay uint8).
+
+    Tensor columns come back without a copy, as read-only views of the partition's memory: a
+    worker keeps a segment at its stored size and scales it to float32 one batch at a time.
+
+    >>> X, y = stored_arrays(pd.DataFrame({"a": np.array([1, 2], np.uint8), "y": [0, 1]}), x=["a"])
+    >>> X.dtype
+    dtype('uint8')
+    """
     features = _column_array(partition, x, "x")
     if features.dtype.kind not in "biuf":
         raise DataError(f"Feature column(s) {x!r} are not numeric (dtype {features.dtype}).")
-    features = features.astype(np.float32, copy=False)
     if y is None:
         return features, None
     labels = _column_array(partition, y, "y")

@@ -24,7 +24,7 @@ from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
 from ..runtime._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
-from . import _worker
+from . import _segment_data, _worker
 from ._progress import FitProgress
 from ._reducer import tree_reduce
 
@@ -48,7 +48,7 @@ class ClusterSegments:
         partitions = client.compute(frame.to_delayed(), **placed)
         prepared = [
             client.submit(
-                _worker.prepare_segment,
+                _segment_data.prepare_segment,
                 p,
                 plan.x,
                 plan.y,

@@ -26,6 +26,7 @@ from .._model_spec import compiled_model
 from ..errors import TrainingDivergedError
 from ..models._fit_state import SegmentState
 from ..strategies import Strategy, WeightedSum
+from ._segment_data import SegmentData, batches, segment_finite
 
 NAME = "dasktrain-training"
 
@@ -162,18 +163,6 @@ def _plugin() -> TrainingWorker:
 # -- data ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SegmentData:
-    """One segment's training arrays, kept in the memory of the worker that read them."""
-
-    X: np.ndarray
-    y: np.ndarray
-
-    @property
-    def rows(self) -> int:
-        return len(self.X)
-
-
 @dataclass(frozen=True)
 class SegmentStats:
     """What the client checks before training starts."""
@@ -187,22 +176,8 @@ class SegmentStats:
     labels_finite: bool = True
 
 
-def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
-    """Turn one partition into float32 arrays shaped for the model (adds a channel axis if needed).
-
-    A scalar float target per row becomes a column when the model has one output, as Keras's
-    ``Dense(1)`` regression heads expect.
-    """
-    from ..io._arrays import model_inputs, to_arrays
-
-    X, labels = to_arrays(partition, x=x, y=y)
-    if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
-        labels = labels.reshape(-1, 1)
-    return SegmentData(model_inputs(X, normalizing_const, input_shape), labels)
-
-
 def segment_stats(data: SegmentData) -> SegmentStats:
-    finite = bool(np.isfinite(data.X).all())
+    finite = segment_finite(data)
     if data.y.ndim == 1 and data.y.dtype.kind in "biu":
         return SegmentStats(data.rows, data.X.shape[1:], finite, "sparse", (), tuple(np.unique(data.y).tolist()))
     labels_finite = bool(np.isfinite(data.y).all())
@@ -250,9 +225,9 @@ def train_segment(
             model.optimizer.learning_rate = strategy.inner_learning_rate(
                 slot.base_learning_rate, job.segments, iteration
             )
-        X, y, cursor = _round_rows(data, job, previous.cursor if previous is not None else 0)
+        rows, cursor = _round_rows(data, job, previous.cursor if previous is not None else 0)
         rng = None if job.seed is None else np.random.default_rng([job.seed, segment, iteration])
-        metrics = _train(model, X, y, job, rng)
+        metrics = _train(model, rows, job, rng)
         if not np.isfinite(metrics.get("loss", 0.0)):
             raise TrainingDivergedError(
                 f"Training diverged at iteration {iteration}: segment {segment}'s loss is {metrics['loss']}. "
@@ -273,39 +248,41 @@ def train_segment(
 SHORT_ROUND = 16  # minibatches: up to this many, a loop of train_on_batch costs less than one fit()
 
 
-def _train(model, X: np.ndarray, y: np.ndarray, job: Job, rng) -> dict[str, float]:
-    """Train on the round's rows; the round's metrics (row-weighted over its minibatches).
+def _train(model, data: SegmentData, job: Job, rng) -> dict[str, float]:
+    """Train on the round's rows, scaled to float32 a batch at a time; the round's metrics (row-weighted).
 
     ``model.fit`` spends about 40 ms per call setting up (callbacks, data adapter): nothing for a
     round that is a pass over a segment, most of the cost of a round of a few minibatches
     (``sync_every``). Short rounds therefore run Keras's same compiled train step batch by batch.
-    ``rng`` (seeded runs) gives the shuffle, so that a resumed fit replays it.
+    Each epoch's order comes from ``rng`` (seeded runs: a resumed fit replays it), else a fresh one.
     """
-    shuffle = job.shuffle
-    short = job.epochs == 1 and -(-len(X) // job.batch_size) <= SHORT_ROUND
-    if shuffle and (rng is not None or short):
-        order = (rng or np.random.default_rng()).permutation(len(X))
-        X, y, shuffle = X[order], y[order], False
-    if not short:
-        history = model.fit(X, y, batch_size=job.batch_size, epochs=job.epochs, shuffle=shuffle, verbose=0)
+    rng = rng or np.random.default_rng()
+
+    def order(epoch: int) -> np.ndarray | None:
+        return rng.permutation(data.rows) if job.shuffle else None
+
+    if job.epochs > 1 or -(-data.rows // job.batch_size) > SHORT_ROUND:
+        # shuffle=False: the order is ours (Keras would shuffle the batches of a PyDataset among themselves)
+        history = model.fit(batches(data, job.batch_size, order), epochs=job.epochs, shuffle=False, verbose=0)
         return {name: float(values[-1]) for name, values in history.history.items()}
+    rows = order(0)
     totals: dict[str, float] = {}
-    for start in range(0, len(X), job.batch_size):
-        stop = start + job.batch_size
-        logs = model.train_on_batch(X[start:stop], y[start:stop], return_dict=True)
-        rows = min(job.batch_size, len(X) - start)
+    for start in range(0, data.rows, job.batch_size):
+        batch = slice(start, start + job.batch_size) if rows is None else rows[start : start + job.batch_size]
+        logs = model.train_on_batch(data.features(batch), data.y[batch], return_dict=True)
+        size = min(job.batch_size, data.rows - start)
         for name, value in logs.items():
-            totals[name] = totals.get(name, 0.0) + float(value) * rows
-    return {name: total / len(X) for name, total in totals.items()}
+            totals[name] = totals.get(name, 0.0) + float(value) * size
+    return {name: total / data.rows for name, total in totals.items()}
 
 
-def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[SegmentData, int]:
     """All rows, or with ``sync_every=k`` the next k minibatches (wrapping around the segment)."""
     if not job.sync_every:
-        return data.X, data.y, 0
+        return data, 0
     count = min(data.rows, job.sync_every * job.batch_size)
     index = (start + np.arange(count)) % data.rows
-    return data.X[index], data.y[index], int((start + count) % data.rows)
+    return data.take(index), int((start + count) % data.rows)
 
 
 def export_state(fit_id: str, segment: int, iteration: int) -> SegmentState | None:
@@ -358,12 +335,13 @@ def evaluate_segment(data: SegmentData, weights, job: Job, members: bool = False
         model = slot.model
         if not members:
             model.set_weights(weights)
-            result = model.evaluate(data.X, data.y, batch_size=max(job.batch_size, 256), verbose=0, return_dict=True)
+            scored = batches(data, max(job.batch_size, 256))
+            result = model.evaluate(scored, verbose=0, return_dict=True)
             return WeightedSum.of([], data.rows, {k: float(v) for k, v in result.items()})
         probabilities = []
         for member in weights:
             model.set_weights(member)
-            probabilities.append(model.predict(data.X, batch_size=max(job.batch_size, 256), verbose=0))
+            probabilities.append(model.predict(batches(data, max(job.batch_size, 256), targets=False), verbose=0))
     return WeightedSum.of([], data.rows, ensemble_metrics(np.mean(probabilities, axis=0), data.y, job.compile))
 
 
