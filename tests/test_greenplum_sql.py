@@ -185,9 +185,13 @@ def _share_locks(db, table: str) -> int:
         return cur.fetchone()[0]
 
 
-def test_direct_reads_go_to_each_segment_under_a_share_lock(greenplum, segment_servers, db):
+def test_direct_reads_go_to_each_segment_under_a_share_lock(greenplum, segment_servers, db, monkeypatch):
     import gc
+    import time
 
+    from dasktrain.io._direct import ShareLock
+
+    monkeypatch.setattr(ShareLock, "GRACE", 0.5)  # how long the lock outlives its frame
     schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
     frame = dasktrain.read_table(greenplum, "images", columns=["id", "x"], direct=True)
     assert _share_locks(db, f"{schema}.images") == 1  # writers wait while the frame is alive
@@ -196,7 +200,31 @@ def test_direct_reads_go_to_each_segment_under_a_share_lock(greenplum, segment_s
     assert [set(p["id"] % 3) for p in parts] == [{0}, {1}, {2}]  # each from its own segment, no predicate
     del frame, parts
     gc.collect()
+    time.sleep(1.5)
     assert _share_locks(db, f"{schema}.images") == 0
+
+
+def test_a_persisted_direct_read_keeps_the_lock_past_its_frame(greenplum, segment_servers, db, client, monkeypatch):
+    """``persist()`` drops the frame before the workers read; the lock must still be held for them."""
+    import gc
+    import time
+
+    from distributed import wait
+
+    monkeypatch.setattr("dasktrain.io._read._placements", lambda parts, client: None)  # the lazy path
+    monkeypatch.setattr("dasktrain.io._direct.ShareLock.GRACE", 5.0)  # not the default 2 minutes: teardown waits
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    persisted = dasktrain.read_table(greenplum, "images", columns=["id"], direct=True).persist()
+    gc.collect()
+    assert _share_locks(db, f"{schema}.images") == 1
+    wait(persisted)
+    assert sorted(persisted.compute()["id"]) == list(range(300))
+    del persisted
+    gc.collect()
+    deadline = time.monotonic() + 20
+    while _share_locks(db, f"{schema}.images") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _share_locks(db, f"{schema}.images") == 0  # released once the grace is over
 
 
 def test_direct_reads_placed_on_workers_release_the_lock_when_read(greenplum, segment_servers, db, client):

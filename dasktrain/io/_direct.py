@@ -8,7 +8,8 @@ with nothing in between. A live Greenplum 7 cluster served the same counts both 
 Utility mode has no distributed snapshot. So while the segments are read, a transaction on the
 coordinator holds ``LOCK TABLE ... IN SHARE MODE``: writers wait until the frame is released
 (readers do not), and every segment sees the table as it was when the read began. The lock is
-held while the dask DataFrame from :func:`dasktrain.read_table` is alive.
+held while the dask DataFrame from :func:`dasktrain.read_table` is alive, and two minutes more
+(a persisted frame drops its graph before the workers read), like the exported snapshot.
 
 ``pg_hba.conf`` may refuse utility connections. ``direct="auto"`` then reads through the
 coordinator and says so once; ``direct=True`` raises an error that names the segment.
@@ -17,7 +18,6 @@ coordinator and says so once; ``direct=True`` raises an error that names the seg
 from __future__ import annotations
 
 import logging
-import weakref
 
 import psycopg2
 from psycopg2 import sql
@@ -27,6 +27,7 @@ from ..errors import DatabaseConnectionError
 from ._database import redact_dsn, redact_text
 from ._retry import reason
 from ._segments import Segment
+from ._snapshot import HeldTransaction
 
 logger = logging.getLogger("dasktrain")
 
@@ -97,14 +98,11 @@ def plan(db, parts: list[Segment], direct: bool | str) -> list[str] | None:
     return None
 
 
-class ShareLock:
-    """``LOCK TABLE ... IN SHARE MODE`` in an open transaction on the coordinator, until closed or collected.
+class ShareLock(HeldTransaction):
+    """``LOCK TABLE ... IN SHARE MODE`` in an open transaction on the coordinator, held like a snapshot.
 
     >>> lock = ShareLock.take(db, TableName(None, "images"))  # doctest: +SKIP
     """
-
-    def __init__(self, conn):
-        self._close = weakref.finalize(self, conn.close)
 
     @classmethod
     def take(cls, db, table: TableName) -> ShareLock:
@@ -116,9 +114,6 @@ class ShareLock:
             conn.close()
             raise
         return cls(conn)
-
-    def close(self) -> None:
-        self._close()
 
 
 _said_once: set[str] = set()

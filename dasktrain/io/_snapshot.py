@@ -24,7 +24,26 @@ from ._retry import reason
 logger = logging.getLogger("dasktrain")
 
 
-class ExportedSnapshot:
+class HeldTransaction:
+    """A connection whose open transaction a read's segments depend on (a snapshot, a lock).
+
+    It stays open while the frame refers to it, and ``GRACE`` seconds more: ``read_table(...).persist()``
+    drops the frame as soon as the reads are submitted, before the workers start them.
+    """
+
+    GRACE = 120.0
+
+    def __init__(self, conn, grace: float | None = None):
+        self._conn = conn
+        self._close = weakref.finalize(self, _close_later, conn, self.GRACE if grace is None else grace)
+
+    def close(self) -> None:
+        """End the transaction now."""
+        self._close.detach()
+        self._conn.close()
+
+
+class ExportedSnapshot(HeldTransaction):
     """A snapshot exported by an open ``REPEATABLE READ`` transaction in this process.
 
     Examples
@@ -34,14 +53,9 @@ class ExportedSnapshot:
     '00000003-0000001B-1'
     """
 
-    #: Seconds the snapshot outlives the last frame that refers to it: ``read_table(...).persist()``
-    #: drops the frame as soon as the reads are submitted, before the workers start them.
-    GRACE = 120.0
-
     def __init__(self, conn, snapshot_id: str, grace: float | None = None):
+        super().__init__(conn, grace)
         self.id = snapshot_id
-        self._conn = conn
-        self._close = weakref.finalize(self, _close_later, conn, self.GRACE if grace is None else grace)
 
     @classmethod
     def export(cls, db) -> ExportedSnapshot | None:
@@ -56,11 +70,6 @@ class ExportedSnapshot:
             conn.close()
             logger.info("no exported snapshot (%s): each segment is read in its own transaction", reason(exc))
             return None
-
-    def close(self) -> None:
-        """End the exporting transaction now (readers that start later use their own snapshots)."""
-        self._close.detach()
-        self._conn.close()
 
 
 def _close_later(conn, seconds: float) -> None:
