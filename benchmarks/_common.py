@@ -54,6 +54,20 @@ def fashion_or_generated(n: int = 60000) -> tuple[np.ndarray, np.ndarray, str]:
         return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8), "generated"
 
 
+def load_demo_split(db, prefix: str, segments: int):
+    """The demo's data (Fashion-MNIST, else digits) written to ``<prefix>_train`` and ``<prefix>_test``.
+
+    Returns ``(name, (x, y), (x_test, y_test), normalizing_const)`` as ``dasktrain._demo.demo_data`` does.
+    """
+    import loaders
+    from dasktrain._demo import demo_data
+
+    name, (x, y), (x_test, y_test), norm = demo_data()
+    loaders.write_arrays(db, f"{prefix}_train", x, y, segments=segments, if_exists="replace")
+    loaders.write_arrays(db, f"{prefix}_test", x_test, y_test, segments=segments, if_exists="replace")
+    return name, (x, y), (x_test, y_test), norm
+
+
 def print_table(rows: int, results: dict[str, float], megabytes: float | None = None) -> None:
     """A markdown table of methods with seconds, rows/s and, given the data size, MB/s."""
     mb = f" {'MB/s':>8} |" if megabytes else ""

@@ -29,12 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import machine, plot_accuracy  # noqa: E402
+from _common import load_demo_split, machine, plot_accuracy  # noqa: E402
 from distributed import Client  # noqa: E402
 
 import dasktrain  # noqa: E402
-import loaders  # noqa: E402
-from dasktrain._demo import demo_data, seed_cnn  # noqa: E402
+from dasktrain._demo import seed_cnn  # noqa: E402
 
 
 def main() -> None:
@@ -51,9 +50,7 @@ def main() -> None:
     args = p.parse_args()
 
     db = dasktrain.connect()
-    name, (x, y), (x_test, y_test), norm = demo_data()
-    loaders.write_arrays(db, "bench_acc_train", x, y, segments=args.segments, if_exists="replace")
-    loaders.write_arrays(db, "bench_acc_test", x_test, y_test, segments=args.segments, if_exists="replace")
+    name, (x, y), (x_test, y_test), norm = load_demo_split(db, "bench_acc", args.segments)
     model = seed_cnn(x.shape[1:] + (1,), 10)
     start = model.get_weights()
     curves: dict[str, list[float]] = {}
