@@ -31,6 +31,7 @@ FIT_KEYS = {
     "checkpoint_keep",
     "resume",
     "retries",
+    "cache",
 }
 PREDICT_KEYS = {
     "model_table",

@@ -252,6 +252,7 @@ def _fit(args) -> int:
             checkpoint_keep=params.get("checkpoint_keep", 2),
             resume=bool(params.get("resume")),
             retries=params.get("retries", 2),
+            cache=params.get("cache", "auto"),
             db=db,
             client=client,
             progress=not args.quiet,

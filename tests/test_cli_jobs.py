@@ -165,6 +165,7 @@ def test_fit_job_architectures_and_models(db, digits, table_name, tmp_path, caps
         f"data: fit_digits_train\nvalidation: fit_digits_test\nmodel_arch_table: {table_name}_arch\nmodel_id: 1\n"
         "compile: \"optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']\"\n"
         f"iterations: 2\nstrategy: easgd\nalpha: 0.5\nnormalizing_const: 16\nmodel_table: {table_name}\nname: cli\n"
+        "cache: disk\n"
     )
     code, out, _ = run(capsys, "fit", "--dsn", db.dsn, "--job", str(job), "--quiet")
     assert code == 0 and f"saved {table_name}: name cli, version 1" in out and "validation: " in out

@@ -205,26 +205,30 @@ def test_direct_reads_go_to_each_segment_under_a_share_lock(greenplum, segment_s
 
 
 def test_a_persisted_direct_read_keeps_the_lock_past_its_frame(greenplum, segment_servers, db, client, monkeypatch):
-    """``persist()`` drops the frame before the workers read; the lock must still be held for them."""
+    """``persist()`` drops the frame before the workers read; the lock must still be held for them.
+
+    When the lock goes after that depends on when Dask lets go of the persisted graph (its reader
+    holds the lock), which can take minutes: the release itself is tested on a plain frame above,
+    and here the test ends the transaction itself.
+    """
     import gc
-    import time
 
     from distributed import wait
 
+    from dasktrain.io._read import plan_reads
+
     monkeypatch.setattr("dasktrain.io._read._placements", lambda parts, client: None)  # the lazy path
-    monkeypatch.setattr("dasktrain.io._direct.ShareLock.GRACE", 5.0)  # not the default 2 minutes: teardown waits
     schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
-    persisted = dasktrain.read_table(greenplum, "images", columns=["id"], direct=True).persist()
+    reads = plan_reads(greenplum, "images", columns=["id"], direct=True)
+    held = reads.held
+    persisted = reads.frame().persist()
+    del reads
     gc.collect()
     assert _share_locks(db, f"{schema}.images") == 1
     wait(persisted)
     assert sorted(persisted.compute()["id"]) == list(range(300))
-    del persisted
-    gc.collect()
-    deadline = time.monotonic() + 20
-    while _share_locks(db, f"{schema}.images") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _share_locks(db, f"{schema}.images") == 0  # released once the grace is over
+    held.close()
+    assert _share_locks(db, f"{schema}.images") == 0
 
 
 def test_direct_reads_placed_on_workers_release_the_lock_when_read(greenplum, segment_servers, db, client):
@@ -254,5 +258,146 @@ def test_auto_reads_through_the_coordinator_when_segments_refuse_and_says_so_onc
 def test_direct_true_refused_names_the_segment_and_the_fix(greenplum):
     with pytest.raises(dasktrain.errors.DatabaseConnectionError, match=r"segment 0 \(.*\) refused a utility-mode"):
         dasktrain.read_table(greenplum, "images", direct=True)
-    with pytest.raises(ValueError, match="direct='auto', True or False"):
+    with pytest.raises(ValueError, match="direct='auto', True, False, 'retrieve' or 'utility'"):
         dasktrain.read_table(greenplum, "images", direct="yes")
+
+
+# -- parallel retrieve cursors -------------------------------------------------------------------
+
+
+@pytest.fixture
+def retrieve_catalog(greenplum, db):
+    """``gp_get_endpoints()`` in the simulated catalog: the server then offers parallel retrieve cursors.
+
+    PostgreSQL cannot declare one, so each test decides what DECLARE and the endpoints do.
+    """
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {0}.endpoints (gp_segment_id int, hostname text, port int, username text, "
+                "auth_token text, endpointname text, cursorname text, state text);"
+                # An endpoint without a cursor name belongs to the cursor this session declared.
+                "CREATE FUNCTION {0}.gp_get_endpoints() RETURNS SETOF {0}.endpoints LANGUAGE sql AS "
+                "'SELECT gp_segment_id, hostname, port, username, auth_token, endpointname, "
+                "coalesce(cursorname, (SELECT name FROM pg_cursors LIMIT 1)), state FROM {0}.endpoints'"
+            ).format(sql.Identifier(schema))
+        )
+    return schema
+
+
+def test_parallel_retrieve_cursors_are_found_in_the_catalog(greenplum, retrieve_catalog):
+    from dasktrain.io import _direct
+    from dasktrain.io._retrieve import retrieve_schema
+
+    with greenplum.cursor() as cur:
+        assert retrieve_schema(cur) == retrieve_catalog
+    parts = dasktrain.segments(greenplum, "images")
+    assert _direct.plan(greenplum, parts, "auto") == _direct.Route("retrieve", schema=retrieve_catalog)
+    assert _direct.plan(greenplum, parts, False) is None
+    assert _direct.plan(greenplum, parts, "auto", retrieve=False) is None  # utility refused here: the coordinator
+
+
+def test_direct_retrieve_without_the_catalog_function_says_how_to_get_it(greenplum):
+    with pytest.raises(dasktrain.errors.DatabaseConnectionError, match="CREATE EXTENSION gp_parallel_retrieve_cursor"):
+        dasktrain.read_table(greenplum, "images", direct="retrieve")
+
+
+def test_a_refused_cursor_falls_back_and_reads_every_row(greenplum, retrieve_catalog, caplog):
+    """PostgreSQL rejects PARALLEL RETRIEVE CURSOR, as a server that refuses it would: auto reads on."""
+    from dasktrain.io import _direct
+
+    _direct._said_once.clear()
+    with caplog.at_level("WARNING", logger="dasktrain"):
+        frame = dasktrain.read_table(greenplum, "images", columns=["id"])
+        assert sorted(frame.compute()["id"]) == list(range(300))
+    assert any("refused a parallel retrieve cursor" in r.getMessage() for r in caplog.records)
+    with pytest.raises(dasktrain.errors.DatabaseConnectionError, match="refused the cursor"):
+        dasktrain.read_table(greenplum, "images", direct="retrieve")
+
+
+def test_the_cursor_is_declared_for_the_whole_read_and_each_segment_gets_its_endpoint(
+    greenplum, retrieve_catalog, db, monkeypatch
+):
+    """DECLARE runs (as a plain cursor: PostgreSQL has no other) in a held coordinator transaction;
+    the catalog's endpoints become the parts' retrieve sessions."""
+    from dasktrain.io import _retrieve
+    from dasktrain.io._read import plan_reads
+
+    def plain_cursor(name, select):
+        return sql.SQL("DECLARE {} CURSOR FOR ").format(sql.Identifier(name)) + select
+
+    monkeypatch.setattr(_retrieve, "declare_sql", plain_cursor)
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.endpoints SELECT k, 'sdw' || k, 6000 + k, 'ds', 'tk' || k, 'prc_' || k, NULL, 'READY' "
+                "FROM generate_series(0, 2) k"
+            ).format(sql.Identifier(retrieve_catalog))
+        )
+    reads = plan_reads(greenplum, "images", columns=["id", "x"], where="id < 100")
+    assert isinstance(reads.held, _retrieve.RetrieveCursor)
+    with reads.held._conn.cursor() as cur:  # the coordinator transaction the cursor lives in
+        cur.execute("SELECT name, statement FROM pg_cursors")
+        ((name, statement),) = cur.fetchall()
+    assert name == reads.held.name and "CURSOR FOR SELECT" in statement and "WHERE (id < 100)" in statement
+    assert "gp_segment_id" not in statement  # one query for all: each segment serves its own share
+    endpoints = [part[3] for part in reads.parts]
+    assert [e.name for e in endpoints] == ["prc_0", "prc_1", "prc_2"]
+    assert [e.schema for e in endpoints] == [retrieve_catalog] * 3
+    assert "gp_retrieve_conn=true" in reads.parts[1][2] and "port=6001" in reads.parts[1][2]
+    assert "password=tk1" in reads.parts[1][2] and "user=ds" in reads.parts[1][2]
+    assert "gp_segment_id" in reads.parts[1][1]  # the coordinator's read, if the endpoint cannot serve it
+    reads.held.close()
+
+
+def test_a_segment_whose_endpoint_cannot_serve_reads_through_the_coordinator(greenplum, retrieve_catalog, db, caplog):
+    """A re-read after a worker loss finds its endpoint FINISHED: the coordinator serves the segment."""
+    from dasktrain.io._read import plan_reads
+    from dasktrain.io._retrieve import Endpoint
+
+    reads = plan_reads(greenplum, "images", columns=["id", "x"], direct=False)
+    finished = Endpoint(1, "sdw1", 6001, "ds", "tk", "prc_1", retrieve_catalog)
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL("INSERT INTO {}.endpoints VALUES (1, 'sdw1', 6001, 'ds', 'tk', 'prc_1', 'c', 'FINISHED')").format(
+                sql.Identifier(retrieve_catalog)
+            )
+        )
+    k, query, _, _ = reads.parts[1]
+    with caplog.at_level("WARNING", logger="dasktrain"):
+        part = reads.reader((k, query, finished.dsn(greenplum.dsn), finished))
+    assert sorted(part["id"] % 3) == [1] * 100
+    assert any("its state is FINISHED" in r.getMessage() for r in caplog.records)
+
+
+def test_retrieved_rows_decode_to_what_a_binary_copy_decodes_to(db, table_name):
+    """RETRIEVE answers over the ordinary protocol: the same rows from a SELECT must give the same arrays."""
+    import numpy as np
+
+    from dasktrain.io._read import plan_reads
+    from dasktrain.io._retrieve import rows_to_columns
+
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id bigint, v real, a real[], i integer[], s text, b bytea);"
+                "INSERT INTO {} SELECT g, CASE WHEN g % 4 = 0 THEN NULL ELSE g / 3.0 END, ARRAY[g, g + 0.5], "
+                "ARRAY[[g, -g], [1, 2]], 'row ' || g, decode(lpad(to_hex(g), 4, '0'), 'hex') "
+                "FROM generate_series(1, 50) g"
+            ).format(sql.Identifier(table_name), sql.Identifier(table_name))
+        )
+    reads = plan_reads(db, table_name)
+    copied = reads.reader(reads.parts[0])
+    with db.cursor() as cur:
+        cur.execute(sql.SQL("SELECT id, v, a, i, s, b FROM {}").format(sql.Identifier(table_name)))
+        columns = rows_to_columns(cur.fetchall(), reads.specs)
+    for spec in reads.specs:
+        want = copied[spec.name]
+        got = columns[spec.name]
+        if spec.kind in ("array", "tensor"):
+            np.testing.assert_array_equal(np.stack(dasktrain.to_arrays(copied, x=spec.name, y=None)[0]), got)
+        else:
+            np.testing.assert_array_equal(np.asarray(want.tolist(), dtype=got.dtype), got)
+    loaded = dasktrain.io._read._frame(columns, reads.specs)
+    assert list(loaded.columns) == list(copied.columns)

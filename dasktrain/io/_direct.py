@@ -11,6 +11,9 @@ coordinator holds ``LOCK TABLE ... IN SHARE MODE``: writers wait until the frame
 held while the dask DataFrame from :func:`dasktrain.read_table` is alive, and two minutes more
 (a persisted frame drops its graph before the workers read), like the exported snapshot.
 
+Where the catalog has parallel retrieve cursors (:mod:`._retrieve`), they are preferred: one
+distributed snapshot, and writers are not blocked.
+
 ``pg_hba.conf`` may refuse utility connections. ``direct="auto"`` then reads through the
 coordinator and says so once; ``direct=True`` raises an error that names the segment.
 """
@@ -18,6 +21,7 @@ coordinator and says so once; ``direct=True`` raises an error that names the seg
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import psycopg2
 from psycopg2 import sql
@@ -25,6 +29,7 @@ from psycopg2 import sql
 from .._names import TableName
 from ..errors import DatabaseConnectionError
 from ._database import redact_dsn, redact_text
+from ._retrieve import RetrieveCursor, retrieve_schema
 from ._retry import reason
 from ._segments import Segment
 from ._snapshot import HeldTransaction
@@ -69,33 +74,76 @@ def probe(dsn: str, segment: Segment, dialect) -> str | None:
     return None
 
 
-def refused_error(dsn: str, segment: Segment, why: str) -> DatabaseConnectionError:
+def refused_error(dsn: str, segment: Segment, why: str, direct=True) -> DatabaseConnectionError:
     where = f"{segment.address or segment.host}:{segment.port}"
     return DatabaseConnectionError(
-        f"direct=True, but segment {segment.gp_segment_id} ({where}) refused a utility-mode connection "
+        f"direct={direct!r}, but segment {segment.gp_segment_id} ({where}) refused a utility-mode connection "
         f"for {redact_dsn(dsn)!r}: {why}. Allow it in the segments' pg_hba.conf, or read through the "
         f"coordinator with direct=False."
     )
 
 
-def plan(db, parts: list[Segment], direct: bool | str) -> list[str] | None:
-    """Each segment's own DSN when the read goes straight to the segments, else None (the coordinator).
+DIRECT = ("auto", True, False, "retrieve", "utility")
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a read goes straight to the segments: ``"retrieve"`` (a parallel retrieve cursor, its
+    catalog functions in ``schema``) or ``"utility"`` (each segment's own DSN in ``dsns``)."""
+
+    kind: str
+    dsns: list[str] | None = None
+    schema: str | None = None
+
+
+def plan(db, parts: list[Segment], direct, *, retrieve: bool = True) -> Route | None:
+    """How to read ``parts`` straight from the segments, or None to read through the coordinator.
+
+    ``"auto"`` and True prefer a parallel retrieve cursor where the catalog has one, then utility
+    mode; ``"retrieve"`` and ``"utility"`` ask for one of them. What is refused falls back to the
+    coordinator with "auto" (said once) and is an error otherwise.
 
     >>> plan(db, dasktrain.segments(db, "images"), "auto")  # doctest: +SKIP
-    ["host=10.0.0.7 ... options='-c gp_role=utility' port=6000", ...]
+    Route(kind='retrieve', dsns=None, schema='pg_catalog')
     """
-    if direct not in ("auto", True, False):
-        raise ValueError(f"Expected direct='auto', True or False. Received: direct={direct!r}")
+    if direct not in DIRECT:
+        raise ValueError(f"Expected direct='auto', True, False, 'retrieve' or 'utility'. Received: direct={direct!r}")
     if direct is False or not db.dialect.distributed or any(p.gp_segment_id is None for p in parts):
         return None  # PostgreSQL, or a table read whole (replicated, a view): nothing to read directly
+    if retrieve and direct != "utility":
+        with db.cursor() as cur:
+            schema = retrieve_schema(cur)
+        if schema is not None:
+            return Route("retrieve", schema=schema)
+        if direct == "retrieve":
+            raise DatabaseConnectionError(
+                "direct='retrieve', but this server has no parallel retrieve cursors (no gp_get_endpoints() in "
+                "its catalog). On Greenplum 6, run CREATE EXTENSION gp_parallel_retrieve_cursor; or use "
+                "direct='utility' or direct=False."
+            )
     missing = next((p for p in parts if not p.port), None)
     why = "gp_segment_configuration gives no port" if missing else probe(db.dsn, parts[0], db.dialect)
     if why is None:
-        return [segment_dsn(db.dsn, p, db.dialect) for p in parts]
-    if direct is True:
-        raise refused_error(db.dsn, missing or parts[0], why)
-    fall_back_once(db.dsn, why)
-    return None
+        return Route("utility", dsns=[segment_dsn(db.dsn, p, db.dialect) for p in parts])
+    if direct is not True and direct != "utility":
+        fall_back_once(db.dsn, why)
+        return None
+    raise refused_error(db.dsn, missing or parts[0], why, direct)
+
+
+def declare_or_fall_back(db, route: Route, parts: list[Segment], direct, select):
+    """Declare the parallel retrieve cursor for ``select``; if the server refuses, the next route (or an error)."""
+    try:
+        return RetrieveCursor.declare(db, route.schema, select), route
+    except psycopg2.Error as exc:
+        why = redact_text(reason(exc), db.dsn)
+        if direct == "retrieve":
+            raise DatabaseConnectionError(f"direct='retrieve', but the server refused the cursor: {why}") from None
+        key = ("cursor", redact_dsn(db.dsn))
+        if key not in _said_once:
+            _said_once.add(key)
+            logger.warning("read_table: the server refused a parallel retrieve cursor (%s); trying utility mode", why)
+        return None, plan(db, parts, direct, retrieve=False)
 
 
 class ShareLock(HeldTransaction):
@@ -116,7 +164,7 @@ class ShareLock(HeldTransaction):
         return cls(conn)
 
 
-_said_once: set[str] = set()
+_said_once: set = set()
 
 
 def fall_back_once(dsn: str, why: str) -> None:

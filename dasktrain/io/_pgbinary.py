@@ -24,7 +24,7 @@ _ARRAY_HEADER = struct.Struct(">iii")  # ndim, has-null flag, element type oid
 _FLOAT_KINDS = "f"
 
 
-class _Irregular(Exception):
+class Irregular(Exception):
     """Rows differ in width or structure: use the row walker."""
 
 
@@ -57,7 +57,7 @@ def decode(buffer, specs: Sequence[ColumnSpec]) -> dict[str, np.ndarray]:
         return {spec.name: empty_column(spec) for spec in specs}
     try:
         return _decode_fixed(body, specs)
-    except _Irregular:
+    except Irregular:
         return _decode_rows(body, specs)
 
 
@@ -72,29 +72,29 @@ def empty_column(spec: ColumnSpec) -> np.ndarray:
 
 
 def _decode_fixed(body: memoryview, specs: Sequence[ColumnSpec]) -> dict[str, np.ndarray]:
-    layout, structural, stride = _first_row_layout(body, specs)
+    layout, structural, stride = first_row_layout(body, specs)
     if len(body) % stride:
-        raise _Irregular
+        raise Irregular
     rows = np.frombuffer(body, dtype=np.dtype(layout | {"itemsize": stride}))
     first = rows[:1]
     for field in structural:
         if not np.array_equal(rows[field], np.broadcast_to(first[field], rows[field].shape)):
-            raise _Irregular
+            raise Irregular
     out = {}
     for spec in specs:
         values = rows[spec.name]
         if spec.kind == ARRAY:
             values = values["v"]
-        out[spec.name] = _native(values, spec)
+        out[spec.name] = native(values, spec)
     return out
 
 
-def _native(values: np.ndarray, spec: ColumnSpec) -> np.ndarray:
+def native(values: np.ndarray, spec: ColumnSpec) -> np.ndarray:
     """A contiguous, native-byte-order copy in the user's dtype."""
     return np.ascontiguousarray(values, dtype=spec.dtype)
 
 
-def _first_row_layout(body: memoryview, specs: Sequence[ColumnSpec]):
+def first_row_layout(body: memoryview, specs: Sequence[ColumnSpec]):
     """Describe the first row as a structured dtype; list the fields that must match in every row."""
     names, formats, offsets, structural = [], [], [], []
 
@@ -113,7 +113,7 @@ def _first_row_layout(body: memoryview, specs: Sequence[ColumnSpec]):
     for i, spec in enumerate(specs):
         (length,) = struct.unpack_from(">i", body, pos)
         if length < 0 or spec.kind in (TEXT, BYTES):
-            raise _Irregular  # NULL, or a variable-width value
+            raise Irregular  # NULL, or a variable-width value
         add(f"_len{i}", ">i4", pos, True)
         pos += 4
         if spec.kind == SCALAR:
@@ -165,7 +165,7 @@ def _decode_rows(body: memoryview, specs: Sequence[ColumnSpec]) -> dict[str, np.
                 continue
             values.append(_value(body[pos : pos + length], spec))
             pos += length
-    return {spec.name: _column(values, spec) for spec, values in zip(specs, columns, strict=True)}
+    return {spec.name: column(values, spec) for spec, values in zip(specs, columns, strict=True)}
 
 
 def _value(raw: memoryview, spec: ColumnSpec):
@@ -182,7 +182,8 @@ def _value(raw: memoryview, spec: ColumnSpec):
     return np.frombuffer(raw[header:], dtype=element)["v"].reshape(shape)
 
 
-def _column(values: list, spec: ColumnSpec) -> np.ndarray:
+def column(values: list, spec: ColumnSpec) -> np.ndarray:
+    """One column's decoded values (None for NULL) as one array: NULL floats become NaN, others are refused."""
     if spec.kind in (TEXT, BYTES):
         out = np.empty(len(values), dtype=object)
         out[:] = values

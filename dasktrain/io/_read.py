@@ -13,16 +13,18 @@ from functools import lru_cache
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import psycopg2
 import pyarrow as pa
 from psycopg2 import sql
 
 from .._names import TableName, identifier
 from ..errors import DataError, SchemaError
-from . import _direct, _pgbinary
+from . import _direct, _disk, _pgbinary, _retrieve
 from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
-from ._database import Database, connect, open_connection, transaction
-from ._retry import retrying
+from ._database import Database, connect, open_connection, redact_text, transaction
+from ._retrieve import RetrieveCursor
+from ._retry import reason, retrying
 from ._segments import Segment, list_segments
 from ._snapshot import ExportedSnapshot, use_snapshot
 from ._tensor_column import tensor_series
@@ -71,13 +73,16 @@ def read_table(
         sessions change it (an exported snapshot, held open in this process while the returned
         frame is alive). False reads each segment in its own transaction, as Greenplum always
         does and as PostgreSQL does where it cannot export snapshots (a hot standby).
-    direct : "auto", True or False, default "auto"
-        Greenplum and Cloudberry: read each segment straight from its own server (a utility-mode
-        connection to the host and port in ``gp_segment_configuration``), not through the
-        coordinator, while the coordinator holds ``LOCK TABLE ... IN SHARE MODE`` for as long as
-        the frame is alive (writers wait; readers do not). "auto" does so when the segments accept
-        utility connections and otherwise reads through the coordinator, saying so once; True
-        makes a refusal an error. Ignored on PostgreSQL, and for replicated tables and views.
+    direct : "auto", True, False, "retrieve" or "utility", default "auto"
+        Greenplum and Cloudberry: read each segment straight from its own server, not through the
+        coordinator. Where the catalog has parallel retrieve cursors, each segment retrieves its
+        endpoint of one cursor (one distributed snapshot; writers are not blocked); otherwise each
+        opens a utility-mode connection to the host and port in ``gp_segment_configuration``
+        while the coordinator holds ``LOCK TABLE ... IN SHARE MODE`` for as long as the frame is
+        alive (writers wait; readers do not). "auto" falls back when the server refuses (to
+        utility mode, then to the coordinator), saying so once; True makes a refusal an error;
+        "retrieve" and "utility" ask for one way. Ignored on PostgreSQL, and for replicated
+        tables and views.
     client : distributed.Client, optional
         Used on Greenplum to read each segment on a worker of the segment's host.
         Default: the current client, if any.
@@ -95,6 +100,51 @@ def read_table(
     4
     >>> X, y = dasktrain.to_arrays(ddf.partitions[0].compute(), x="x", y="y")  # doctest: +SKIP
     """
+    return plan_reads(db, table, columns, where, npartitions=npartitions, snapshot=snapshot, direct=direct,
+                      client=client).frame()  # fmt: skip
+
+
+class SegmentReads:
+    """A table's segment reads, planned on the client: what :func:`read_table` turns into a frame.
+
+    It holds what must outlive the reads (the exported snapshot, the coordinator's SHARE lock),
+    and the placement of each read on a worker of its segment's host, where known.
+    """
+
+    def __init__(self, reader: SegmentReader, parts: list, meta: pd.DataFrame, placements, held, segments: list):
+        self.reader, self.parts, self.meta, self.placements, self.held = reader, parts, meta, placements, held
+        self.segments = segments  # the Segment of each part (estimated rows, host)
+
+    @property
+    def specs(self) -> list[ColumnSpec]:
+        return self.reader.specs
+
+    def workers(self, k: int) -> list[str] | None:
+        """The workers on segment ``k``'s host, when known."""
+        return self.placements.workers[k] if self.placements else None
+
+    def frame(self) -> dd.DataFrame:
+        """The segments as a Dask DataFrame, one partition each."""
+        if self.placements:
+            futures = [
+                self.placements.client.submit(
+                    self.reader, part, pure=False, **({"workers": w, "allow_other_workers": True} if w else {})
+                )
+                for part, w in zip(self.parts, self.placements.workers, strict=True)
+            ]
+            if self.held is not None:  # the reads run now: release the lock when the last one is done
+                _release_when_done(futures, self.held)
+            return dd.from_delayed(futures, meta=self.meta, verify_meta=False)
+        # A table can change between two calls: a fresh `read_id` gives each call its own task keys,
+        # so Dask never hands back partitions an earlier call left in memory.
+        label = f"read-{TableName.parse(self.reader.table).name}"
+        return dd.from_map(self.reader, self.parts, read_id=uuid.uuid4().hex, meta=self.meta, label=label)
+
+
+def plan_reads(
+    db, table: str, columns=None, where: Where = None, *, npartitions=None, snapshot=True, direct="auto", client=None
+) -> SegmentReads:
+    """Check a read and plan it, segment by segment (the work of :func:`read_table` before the frame)."""
     db = connect(db)
     name = TableName.parse(table)
     with db.cursor() as cur:
@@ -105,37 +155,42 @@ def read_table(
         where_sql = _where_sql(where, info.columns, name)
         shapes = _first_row_shapes(cur, name, specs, where_sql, where)
         query_prefix = sql.SQL("SELECT {} FROM ").format(sql.SQL(", ").join(s.select_sql() for s in specs))
-        parts = list_segments(cur, db.dialect, info, npartitions)
-        dsns = _direct.plan(db, parts, direct)
-        queries = [
-            _segment_query(query_prefix, seg, where_sql, local=dsns is not None).as_string(cur.connection)
-            for seg in parts
-        ]
-    held = _direct.ShareLock.take(db, name) if dsns is not None else None
-    dsns = dsns or [None] * len(parts)
-    specs = [_with_shape(spec, shapes.get(spec.name)) for spec in specs]
-    meta = _meta(specs)
-    placements = _placements(parts, client)
-    parts_to_read = [(k, query, dsn) for k, (query, dsn) in enumerate(zip(queries, dsns, strict=True))]
-    if placements:
-        reader = SegmentReader(db.dsn, specs, str(name))
-        futures = [
-            placements.client.submit(
-                reader,
-                part,
-                pure=False,
-                **({"workers": workers, "allow_other_workers": True} if workers else {}),
+        segments = list_segments(cur, db.dialect, info, npartitions)
+        route = _direct.plan(db, segments, direct)
+        held = None
+        if route is not None and route.kind == "retrieve":
+            held, route = _direct.declare_or_fall_back(
+                db, route, segments, direct, _select(query_prefix, name, where_sql)
             )
-            for part, workers in zip(parts_to_read, placements.workers, strict=True)
+        local = route is not None and route.kind == "utility"
+        queries = [
+            _segment_query(query_prefix, seg, where_sql, local=local).as_string(cur.connection) for seg in segments
         ]
-        if held is not None:  # the reads run now: release the lock when the last one is done
-            _release_when_done(futures, held)
-        return dd.from_delayed(futures, meta=meta, verify_meta=False)
-    shared = ExportedSnapshot.export(db) if snapshot and len(queries) > 1 and not db.dialect.distributed else None
-    reader = SegmentReader(db.dsn, specs, str(name), shared, held)
-    # A table can change between two calls: a fresh `read_id` gives each call its own task keys,
-    # so Dask never hands back partitions an earlier call left in memory.
-    return dd.from_map(reader, parts_to_read, read_id=uuid.uuid4().hex, meta=meta, label=f"read-{name.name}")
+    if local:
+        held = _direct.ShareLock.take(db, name)
+    parts = [(k, query, route.dsns[k] if local else None, None) for k, query in enumerate(queries)]
+    if isinstance(held, RetrieveCursor):  # each segment's endpoint; a segment without one reads via the coordinator
+        endpoints = held.endpoints
+        parts = [(k, query, *_endpoint_part(endpoints.get(seg.gp_segment_id), db.dsn))
+                 for (k, query, _, _), seg in zip(parts, segments, strict=True)]  # fmt: skip
+    specs = [_with_shape(spec, shapes.get(spec.name)) for spec in specs]
+    placements = _placements(segments, client)
+    if placements:
+        reader = SegmentReader(db.dsn, specs, str(name), held=held)
+    else:
+        shared = ExportedSnapshot.export(db) if snapshot and len(queries) > 1 and not db.dialect.distributed else None
+        reader = SegmentReader(db.dsn, specs, str(name), shared, held)
+    return SegmentReads(reader, parts, _meta(specs), placements, held, segments)
+
+
+def _endpoint_part(endpoint, dsn: str) -> tuple:
+    return (endpoint.dsn(dsn), endpoint) if endpoint is not None else (None, None)
+
+
+def _select(prefix: sql.Composable, table: TableName, where_sql) -> sql.Composed:
+    """The whole read as one SELECT (for a parallel retrieve cursor: each segment serves its share)."""
+    select = prefix + table.sql
+    return select + sql.SQL(" WHERE ") + where_sql if where_sql is not None else select
 
 
 def _release_when_done(futures: list, held) -> None:
@@ -178,10 +233,54 @@ class SegmentReader:
     def __dask_tokenize__(self):
         return (type(self).__name__, self.table, self.snapshot_id, id(self))
 
-    def __call__(self, part: tuple[int, str, str | None], read_id: str | None = None) -> pd.DataFrame:
-        """Read segment ``part = (k, COPY statement, its own DSN or None)``. ``read_id`` only makes keys unique."""
-        segment, query, dsn = part
-        return read_segment(query, dsn or self.dsn, self.specs, snapshot=self.snapshot_id, label=f"segment {segment}")
+    def __call__(self, part: tuple, read_id: str | None = None) -> pd.DataFrame:
+        """Read segment ``part = (k, COPY statement, its own DSN or None, endpoint or None)``.
+
+        ``read_id`` only makes task keys unique.
+        """
+        segment, query, dsn, endpoint = part
+        label = f"segment {segment}"
+        if endpoint is not None:
+            columns = self._retrieved(endpoint, dsn, label)
+            if columns is not None:
+                return _frame(columns, self.specs)
+            dsn = None
+        return read_segment(query, dsn or self.dsn, self.specs, snapshot=self.snapshot_id, label=label)
+
+    def to_disk(self, part: tuple, features: Sequence[str]):
+        """Read segment ``part`` with its ``features`` columns streamed to this worker's disk."""
+        segment, query, dsn, endpoint = part
+        label = f"segment {segment}"
+        if endpoint is not None:
+            sink = _disk.ColumnsToDisk(self.specs, features, _disk.segment_file(_disk.cache_directory()), label)
+            if self._retrieved(endpoint, dsn, label, sink.add) is not None:
+                return sink.finish()
+            sink.abort()
+            dsn = None
+        return read_segment_to_disk(
+            query, dsn or self.dsn, self.specs, features, snapshot=self.snapshot_id, label=label
+        )
+
+    def _retrieved(self, endpoint: _retrieve.Endpoint, dsn: str, label: str, each=None):
+        """The segment's columns from its parallel retrieve cursor endpoint; None if it cannot serve them.
+
+        An endpoint serves its rows once: a segment read again (its worker was lost), or after the
+        cursor is gone (the frame outlived its grace period), is read through the coordinator.
+        """
+        try:
+            state = _retrieve.endpoint_state(self.dsn, endpoint)
+            if state == "READY":
+                return _retrieve.retrieve_segment(endpoint.name, dsn, self.specs, each=each)
+            why = f"its state is {state}" if state else "the cursor is closed"
+        except psycopg2.Error as exc:
+            why = redact_text(reason(exc), self.dsn)
+        logger.warning(
+            "%s: its parallel retrieve cursor endpoint cannot serve it (%s); reading it through the coordinator, "
+            "in a snapshot of its own",
+            label,
+            why,
+        )
+        return None
 
 
 def read_segment(
@@ -195,18 +294,63 @@ def read_segment(
 
     def attempt() -> io.BytesIO:
         buffer = io.BytesIO()
-        conn = open_connection(dsn)
-        try:
-            if snapshot is not None and not use_snapshot(conn, snapshot):
-                logger.warning("%s: the read's shared snapshot is gone; reading it with a snapshot of its own", label)
-            with transaction(conn) as cur:
-                cur.copy_expert(query, buffer)
-        finally:
-            conn.close()
+        _copy(query, dsn, buffer, snapshot, label)
         return buffer
 
     buffer = retrying(f"Reading {label}", attempt)
     return _frame(_pgbinary.decode(buffer.getbuffer(), specs), specs)
+
+
+def _copy(query: str, dsn: str, sink, snapshot: str | None, label: str) -> None:
+    """Run one COPY ... TO STDOUT into ``sink`` (anything with ``write``), in the read's snapshot if it has one."""
+    conn = open_connection(dsn)
+    try:
+        if snapshot is not None and not use_snapshot(conn, snapshot):
+            logger.warning("%s: the read's shared snapshot is gone; reading it with a snapshot of its own", label)
+        with transaction(conn) as cur:
+            cur.copy_expert(query, sink)
+    finally:
+        conn.close()
+
+
+def read_segment_to_disk(
+    query: str,
+    dsn: str,
+    specs: Sequence[ColumnSpec],
+    features: Sequence[str],
+    *,
+    snapshot: str | None = None,
+    label: str = "a segment",
+    directory: str | None = None,
+) -> tuple[_disk.DiskArray, dict[str, np.ndarray]]:
+    """Stream one segment's binary COPY to disk: the ``features`` columns into a file, the rest in memory.
+
+    At most :data:`~dasktrain.io._disk.CHUNK_BYTES` of the segment are in memory at once.
+    """
+    directory = _disk.cache_directory(directory)
+
+    def attempt():
+        sink = _disk.CopyToDisk(specs, features, _disk.segment_file(directory), label)
+        try:
+            _copy(query, dsn, sink, snapshot, label)
+            return sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+
+    features_on_disk, kept = retrying(f"Reading {label}", attempt)
+    for spec in specs:
+        if (
+            spec.kind == ARRAY
+            and spec.name in features
+            and len(features_on_disk)
+            and features_on_disk.shape[1:] != spec.shape
+        ):
+            raise DataError(
+                f"Column {spec.name!r} holds arrays of shape {features_on_disk.shape[1:]} in one segment but "
+                f"{spec.shape} in another: ragged arrays cannot form one tensor."
+            )
+    return features_on_disk, kept
 
 
 def _frame(columns: dict[str, np.ndarray], specs: Sequence[ColumnSpec]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from ..models._architectures import get_architecture
 from ..models._result import TrainingResult
 from ..runtime._cluster import client_or_local
 from ..strategies import SlowMo, Strategy
+from ._cache import check_cache
 from ._early_stopping import EarlyStopping
 
 
@@ -41,6 +42,7 @@ def fit(
     retries: int = 2,
     seed: int | None = None,
     use_gpus: bool | None = None,
+    cache: str = "auto",
     client=None,
     db=None,
     progress: bool = True,
@@ -109,6 +111,13 @@ def fit(
         True: read and train every segment on GPU workers (those with a ``GPU`` resource), an error
         before any work if there are none; False: on any worker; None (default): True when the
         cluster has GPU workers. The devices used are saved in the model's summary row.
+    cache : "auto", "memory" or "disk", default "auto"
+        Where each worker keeps its segments between rounds. "memory": in their stored dtype (a
+        fit adds about 1.5× their raw size). "disk": each segment's features are streamed from the
+        database into a file in the worker's local directory and read a batch at a time, so a
+        segment larger than the worker's memory trains (``data`` must be a table name, and rows
+        of one fixed width). "auto": disk when the catalog's row estimates say the segments would
+        not fit below Dask's spill threshold, else memory.
     client : distributed.Client, optional
         Default: the current client, else a local cluster from :func:`cluster` for this call.
     db : Database or str, optional
@@ -195,6 +204,7 @@ class _Plan:
             db, table, name = self.checkpoint
             identifier(name, what="model")
             check_model_table(db, table)
+        self.cache = check_cache(kw["cache"], kw["data"], self.strategy.centralized)
         self._resolve_model(kw["model"], kw["initial_weights"])
         self.data, self.source_table = self._frame(kw["data"], "data")
         self.validation, self.validation_table = (None, None)
@@ -244,18 +254,21 @@ class _Plan:
         import dask.dataframe as dd
 
         if isinstance(data, str):
-            from ..io._read import read_table
+            from ..io._read import plan_reads
 
-            columns = [*([self.x] if isinstance(self.x, str) else self.x), self.y]
-            return read_table(self.db, data, columns=columns), data
+            return plan_reads(self.db, data, columns=[*self.features, self.y]), data
         if not isinstance(data, dd.DataFrame):
             raise TypeError(f"Expected {role} as a dask DataFrame or a table name. Received: {type(data).__name__}")
-        for column in [*([self.x] if isinstance(self.x, str) else self.x), self.y]:
+        for column in [*self.features, self.y]:
             if column not in data.columns:
                 raise SchemaError(
                     f"{role} has no column {column!r}. Available columns: {', '.join(map(str, data.columns))}."
                 )
         return data, None
+
+    @property
+    def features(self) -> list[str]:
+        return [self.x] if isinstance(self.x, str) else list(self.x)
 
     # -- running -----------------------------------------------------------------------------------
 

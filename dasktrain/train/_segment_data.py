@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
+from ..io._disk import DiskArray
+
 
 @dataclass
 class SegmentData:
@@ -43,14 +46,32 @@ class SegmentData:
 
 
 def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
-    """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size.
-
-    A scalar float target per row becomes a column when the model has one output, as Keras's
-    ``Dense(1)`` regression heads expect.
-    """
-    from ..io._arrays import fit_input_shape, stored_arrays
+    """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size."""
+    from ..io._arrays import stored_arrays
 
     X, labels = stored_arrays(partition, x=x, y=y)
+    return _shaped(X, labels, input_shape, normalizing_const, output_shape)
+
+
+def cache_segment(reader, part, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
+    """Read one segment with its features streamed to this worker's disk (``cache="disk"``), labels in memory.
+
+    The features stay in a file in the worker's local directory, read a batch at a time: a segment
+    larger than the worker's memory trains. The file is deleted when the segment is released.
+    """
+    features = [x] if isinstance(x, str) else list(x)
+    X, kept = reader.to_disk(part, features)
+    labels = kept[y]
+    if labels.dtype.kind not in "biuf":
+        raise DataError(f"Label column {y!r} is not numeric (dtype {labels.dtype}).")
+    return _shaped(X, labels, input_shape, normalizing_const, output_shape)
+
+
+def _shaped(X, labels, input_shape, normalizing_const, output_shape) -> SegmentData:
+    """A segment shaped for the model. A scalar float target becomes a column for a one-output model,
+    as Keras's ``Dense(1)`` regression heads expect."""
+    from ..io._arrays import fit_input_shape
+
     if labels.ndim > 1 or labels.dtype.kind == "f":
         labels = labels.astype(np.float32, copy=False)
     if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
@@ -59,8 +80,10 @@ def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: floa
 
 
 def batches(data: SegmentData, batch_size: int, orders=None, targets: bool = True):
-    """A ``keras.utils.PyDataset`` of ``data`` in float32 batches.
+    """A ``keras.utils.PyDataset`` of ``data`` in float32 batches; ``close()`` lets go of ``data``.
 
+    Keras keeps the last dataset a model saw (in its data adapter) until the model trains again:
+    closing it lets a released segment (and its file, with ``cache="disk"``) go at once.
     ``orders`` gives each epoch's row order (``orders(epoch) -> permutation``); None keeps the
     stored order. ``targets=False`` yields features only (for ``predict``).
     """
@@ -88,6 +111,9 @@ def _batches_class():
             features = self.data.features(rows)
             return (features, self.data.y[rows]) if self.targets else (features,)
 
+        def close(self) -> None:
+            self.data = self.order = self.orders = None
+
         def on_epoch_end(self) -> None:
             self.epoch += 1
             if self.orders is not None:
@@ -97,5 +123,7 @@ def _batches_class():
 
 
 def segment_finite(data: SegmentData) -> bool:
-    """Whether every feature is finite (integers always are: no pass over them)."""
-    return data.X.dtype.kind in "biu" or bool(np.isfinite(data.X).all())
+    """Whether every feature is finite (integers always are: no pass over them; files were checked as written)."""
+    if data.X.dtype.kind in "biu":
+        return True
+    return data.X.finite if isinstance(data.X, DiskArray) else bool(np.isfinite(data.X).all())

@@ -20,11 +20,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import dask.dataframe as dd
+
 from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
 from ..runtime._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
 from . import _segment_data, _worker
+from ._cache import choose_cache
 from ._progress import FitProgress
 from ._reducer import tree_reduce
 
@@ -42,25 +45,39 @@ class ClusterSegments:
     holders: list[str] | None = None
     placed: dict = dataclasses.field(default_factory=dict)  # task options that put them on GPU workers
 
+    on_disk: bool = False  # cache="disk": each future's features live in a file on its worker's host
+
     @classmethod
-    def prepare(cls, client, frame, plan, role: str, placed: dict) -> ClusterSegments:
-        """Read each partition once into float32 arrays on a worker; check them; skip empty ones."""
+    def prepare(cls, client, source, plan, role: str, placed: dict, cache: str = "memory") -> ClusterSegments:
+        """Read each segment once onto a worker (in memory, or streamed to its disk); check them; skip empty ones.
+
+        ``source`` is a dask DataFrame, or the planned reads of a table (:class:`SegmentReads`).
+        """
+        shaping = (plan.x, plan.y, plan.input_shape, plan.normalizing_const, plan.output_shape)
+        if cache == "disk":
+            prepared = [
+                client.submit(
+                    _segment_data.cache_segment,
+                    source.reader,
+                    part,
+                    *shaping,
+                    pure=False,
+                    **_near(source.workers(k)),
+                    **placed,
+                )  # fmt: skip
+                for k, part in enumerate(source.parts)
+            ]
+            return cls._checked(client, prepared, plan, role, placed, on_disk=True)
+        frame = source if isinstance(source, dd.DataFrame) else source.frame()
+        if plan.strategy.centralized:
+            frame = frame.repartition(npartitions=1)
         partitions = client.compute(frame.to_delayed(), **placed)
-        prepared = [
-            client.submit(
-                _segment_data.prepare_segment,
-                p,
-                plan.x,
-                plan.y,
-                plan.input_shape,
-                plan.normalizing_const,
-                plan.output_shape,
-                pure=False,
-                **placed,
-            )
-            for p in partitions
-        ]
+        prepared = [client.submit(_segment_data.prepare_segment, p, *shaping, pure=False, **placed) for p in partitions]
         del partitions  # the prepared futures keep their lineage: a lost one is read again
+        return cls._checked(client, prepared, plan, role, placed)
+
+    @classmethod
+    def _checked(cls, client, prepared: list, plan, role: str, placed: dict, on_disk: bool = False) -> ClusterSegments:
         labels = [f"{role} segment {k}" for k in range(len(prepared))]
         stats = gather(client, [client.submit(_worker.segment_stats, s, pure=False) for s in prepared], labels, "fit")
         plan.check(stats, role)
@@ -69,6 +86,7 @@ class ClusterSegments:
             empty = [k for k in range(len(stats)) if k not in keep]
             logger.info("fit: %s segments %s are empty and are skipped", role, empty)
         segments = cls([prepared[k] for k in keep], keep, stats, sum(s.rows for s in stats), placed=placed)
+        segments.on_disk = on_disk
         segments.locate(client)
         return segments
 
@@ -79,13 +97,23 @@ class ClusterSegments:
         again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
         state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
         """
-        workers = gpu_workers(client) if self.placed else cluster_workers(client)
+        workers = gpu_workers(client) if self.placed else list(cluster_workers(client))
+        carried, moved = {}, []
+        # A segment cached on disk can only move to a worker of the same host, where its file is.
+        for group in _by_host(workers) if self.on_disk else [workers]:
+            self._even_out(client, group, fit_id, iteration, carried, moved)
+        if moved:
+            logger.info("fit: iteration %d: segments %s moved to even out the workers", iteration, moved)
+            gather(client, [*carried.values(), *self.futures], ["state"] * len(carried) + ["segment"] * len(self.ids),
+                   "fit", fetch=False)  # fmt: skip
+        return carried
+
+    def _even_out(self, client, workers: list[str], fit_id: str, iteration: int, carried: dict, moved: list) -> None:
         counts = {w: 0 for w in workers}
         for holder in self.holders:
             if holder in counts:  # a holder that left is dealt with when the round runs
                 counts[holder] += 1
-        carried, moved = {}, []
-        while True:
+        while counts:
             busiest, idlest = max(counts, key=counts.get), min(counts, key=counts.get)
             if counts[busiest] - counts[idlest] <= 1:
                 break
@@ -109,11 +137,12 @@ class ClusterSegments:
             counts[busiest] -= 1
             counts[idlest] += 1
             moved.append(segment)
-        if moved:
-            logger.info("fit: iteration %d: segments %s moved to even out the workers", iteration, moved)
-            gather(client, [*carried.values(), *self.futures], ["state"] * len(carried) + ["segment"] * len(self.ids),
-                   "fit", fetch=False)  # fmt: skip
-        return carried
+
+    def release(self) -> None:
+        """Let the workers drop the segments now (and delete their files), not when Python collects this."""
+        for future in self.futures:
+            future.release()
+        self.futures = []
 
     def locate(self, client) -> None:
         """Wait until every segment is in some worker's memory (re-read if lost) and note where."""
@@ -124,6 +153,28 @@ class ClusterSegments:
             before[k] if before[k] in where[f.key] else sorted(where[f.key])[0]
             for k, f in zip(self.ids, self.futures, strict=True)
         ]
+
+
+def _reads(source):
+    """The planned reads of a table (None for a dask DataFrame)."""
+    return None if isinstance(source, dd.DataFrame) else source
+
+
+def _near(workers: list[str] | None) -> dict:
+    """Task options that read a segment on a worker of its host, where known."""
+    return {"workers": workers, "allow_other_workers": True} if workers else {}
+
+
+def _by_host(workers: list[str]) -> list[list[str]]:
+    """Worker addresses grouped by host.
+
+    >>> _by_host(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1", "tcp://10.0.0.1:2"])
+    [['tcp://10.0.0.1:1', 'tcp://10.0.0.1:2'], ['tcp://10.0.0.2:1']]
+    """
+    groups: dict[str, list[str]] = {}
+    for address in workers:
+        groups.setdefault(address.split("://", 1)[-1].rsplit(":", 1)[0], []).append(address)
+    return list(groups.values())
 
 
 class Training:
@@ -157,8 +208,11 @@ class Training:
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
         from ._fit import class_values
 
-        frame = plan.data.repartition(npartitions=1) if plan.strategy.centralized else plan.data
-        self.train = ClusterSegments.prepare(client, frame, plan, "data", placed)
+        holders = cluster_workers(client)
+        if self.gpu:
+            holders = {w: info for w, info in holders.items() if info.get("resources", {}).get("GPU")}
+        self.cache = choose_cache(plan.cache, _reads(plan.data), plan.features, holders)
+        self.train = ClusterSegments.prepare(client, plan.data, plan, "data", placed, self.cache)
         self.job = dataclasses.replace(self.job, segments=len(self.train.ids))
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
@@ -166,7 +220,8 @@ class Training:
         self.used: set[str] = set()  # every worker that trained a segment, for result.devices
         self.validation = None
         if plan.validation is not None:
-            self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation", placed)
+            cache = choose_cache(plan.cache, _reads(plan.validation), plan.features, holders)
+            self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation", placed, cache)
         self.resumed = self._resumed_states(result)
 
         members = result.members
@@ -203,6 +258,9 @@ class Training:
                     break
         finally:
             bar.close()
+            for segments in (self.train, self.validation):
+                if segments is not None:
+                    segments.release()
             with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
                 client.run(_worker.forget_fit, self.job.fit_id, self.gpu)
         result.devices = devices_used(client, sorted(self.used))

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import threading
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -263,7 +264,8 @@ def _train(model, data: SegmentData, job: Job, rng) -> dict[str, float]:
 
     if job.epochs > 1 or -(-data.rows // job.batch_size) > SHORT_ROUND:
         # shuffle=False: the order is ours (Keras would shuffle the batches of a PyDataset among themselves)
-        history = model.fit(batches(data, job.batch_size, order), epochs=job.epochs, shuffle=False, verbose=0)
+        with closing(batches(data, job.batch_size, order)) as dataset:
+            history = model.fit(dataset, epochs=job.epochs, shuffle=False, verbose=0)
         return {name: float(values[-1]) for name, values in history.history.items()}
     rows = order(0)
     totals: dict[str, float] = {}
@@ -335,13 +337,14 @@ def evaluate_segment(data: SegmentData, weights, job: Job, members: bool = False
         model = slot.model
         if not members:
             model.set_weights(weights)
-            scored = batches(data, max(job.batch_size, 256))
-            result = model.evaluate(scored, verbose=0, return_dict=True)
+            with closing(batches(data, max(job.batch_size, 256))) as scored:
+                result = model.evaluate(scored, verbose=0, return_dict=True)
             return WeightedSum.of([], data.rows, {k: float(v) for k, v in result.items()})
         probabilities = []
         for member in weights:
             model.set_weights(member)
-            probabilities.append(model.predict(batches(data, max(job.batch_size, 256), targets=False), verbose=0))
+            with closing(batches(data, max(job.batch_size, 256), targets=False)) as features:
+                probabilities.append(model.predict(features, verbose=0))
     return WeightedSum.of([], data.rows, ensemble_metrics(np.mean(probabilities, axis=0), data.y, job.compile))
 
 

@@ -1,0 +1,82 @@
+"""Where a worker keeps its segments between rounds: in memory, or in a file on its disk.
+
+In memory (the stored dtype, scaled a batch at a time) a fit adds about 1.5× the raw size of a
+worker's segments (``benchmarks/memory.py``). ``cache="auto"`` keeps them there when that fits
+below Dask's spill threshold (60 % of the worker's memory limit) next to what the worker already
+uses, and otherwise streams each segment to the worker's disk and reads it a batch at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import DataError
+
+logger = logging.getLogger("dasktrain")
+
+CACHES = ("auto", "memory", "disk")
+GROWTH = 1.5  # what a fit adds per byte of a worker's segments, measured by benchmarks/memory.py
+SPILL_FRACTION = 0.6  # Dask's distributed.worker.memory.target
+
+
+def check_cache(cache, data, centralized: bool) -> str:
+    """Check ``cache=`` against the data and strategy, before any work.
+
+    >>> check_cache("disk", "images", centralized=False)
+    'disk'
+    """
+    if cache not in CACHES:
+        raise DataError(f"Expected cache='auto', 'memory' or 'disk'. Received: cache={cache!r}")
+    if cache == "disk" and not isinstance(data, str):
+        raise DataError(
+            "cache='disk' streams segments from the database to the workers' disks, so it needs a table "
+            "name: the partitions of a dask DataFrame are already in memory."
+        )
+    if cache == "disk" and centralized:
+        raise DataError("cache='disk' does not combine with Centralized(), which gathers every row in one worker.")
+    return cache
+
+
+def choose_cache(cache: str, reads, features: list[str], workers: dict[str, dict]) -> str:
+    """``"memory"`` or ``"disk"`` for this fit; ``"auto"`` compares the segments with the workers' memory.
+
+    ``reads`` is a :class:`~dasktrain.io._read.SegmentReads` (None for a DataFrame: memory), and
+    ``workers`` the scheduler's ``{address: info}`` of the workers that will hold segments.
+    """
+    if cache != "auto" or reads is None or not workers:
+        return "memory" if cache == "auto" else cache
+    row_bytes = sum(_row_bytes(spec) for spec in reads.specs if spec.name in features)
+    total = row_bytes * sum(max(0, segment.rows) for segment in reads.segments)
+    largest = row_bytes * max((segment.rows for segment in reads.segments), default=0)
+    per_worker = max(largest, total / len(workers))
+    rooms = [room for room in map(_room, workers.values()) if room is not None]
+    room = min(rooms, default=None)
+    if room is None or GROWTH * per_worker <= room:
+        return "memory"
+    logger.info(
+        "fit: about %s of features per worker, more than its memory has room for (%s below Dask's spill "
+        "threshold): each worker streams its segments to its local disk and reads them a batch at a time "
+        "(cache='disk'). Pass cache='memory' to keep them in memory anyway.",
+        _size(per_worker),
+        _size(room),
+    )
+    return "disk"
+
+
+def _row_bytes(spec) -> int:
+    return np.dtype(spec.dtype).itemsize * int(np.prod(spec.shape or (1,), dtype=np.int64))
+
+
+def _room(info: dict) -> float | None:
+    """Bytes a worker can still take below its spill threshold; None without a memory limit."""
+    limit = info.get("memory_limit") or 0
+    if not limit:
+        return None
+    used = (info.get("metrics") or {}).get("memory") or 0
+    return max(0.0, SPILL_FRACTION * limit - used)
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
