@@ -122,6 +122,7 @@ def test_auto_goes_to_disk_when_segments_outgrow_the_workers(db, digits):
     assert choose_cache("auto", reads, ["x"], tight) == "disk"
     assert choose_cache("auto", reads, ["x"], {"w1": {"memory_limit": 0}}) == "memory"  # no limit
     assert choose_cache("auto", None, ["x"], tight) == "memory"  # a DataFrame is already in memory
+    assert choose_cache("disk", None, ["x"], tight) == "memory"  # validation given as a DataFrame
     assert choose_cache("memory", reads, ["x"], tight) == "memory"
 
 
@@ -170,3 +171,10 @@ def test_loaders_tables_train_on_disk_with_several_segments(db, client, table_na
     )  # fmt: skip
     assert result.num_rows == 400 and result.num_segments == 4
     assert all(entry["rows"] == 400 for entry in result.history)
+
+
+def test_validation_given_as_a_frame_stays_in_memory_beside_a_disk_cache(db, client, digits):
+    validation = dasktrain.read_table(db, "fit_digits_test", columns=["x", "y"])
+    on_disk = fit(db, client, "disk", iterations=1, validation=validation)
+    in_memory = fit(db, client, "memory", iterations=1, validation=validation)
+    assert on_disk.history[-1]["validation"] == in_memory.history[-1]["validation"]

@@ -45,7 +45,9 @@ def choose_cache(cache: str, reads, features: list[str], workers: dict[str, dict
     ``reads`` is a :class:`~dasktrain.io._read.SegmentReads` (None for a DataFrame: memory), and
     ``workers`` the scheduler's ``{address: info}`` of the workers that will hold segments.
     """
-    if cache != "auto" or reads is None or not workers:
+    if reads is None:
+        return "memory"  # a dask DataFrame (validation data may be one) is in memory already
+    if cache != "auto" or not workers:
         return "memory" if cache == "auto" else cache
     row_bytes = sum(_row_bytes(spec) for spec in reads.specs if spec.name in features)
     total = row_bytes * sum(max(0, segment.rows) for segment in reads.segments)
