@@ -24,6 +24,9 @@ from .runtime._cluster import cluster
 from .runtime._placement import gpu_configuration
 from .score._evaluate import evaluate
 from .score._predict import predict, predict_table
+from .select._configs import ModelConfig, model_configs
+from .select._distributions import choice, log_near_one, loguniform, uniform
+from .select._selection_table import load_model_selection, save_model_selection
 from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
 from .train._early_stopping import EarlyStopping
 from .train._fit import fit
@@ -36,11 +39,13 @@ __all__ = [
     "Dialect",
     "EarlyStopping",
     "Ensemble",
+    "ModelConfig",
     "Segment",
     "SlowMo",
     "Strategy",
     "TrainingResult",
     "__version__",
+    "choice",
     "cluster",
     "connect",
     "delete_architecture",
@@ -53,12 +58,18 @@ __all__ = [
     "list_models",
     "load_architecture",
     "load_model",
+    "load_model_selection",
+    "log_near_one",
+    "loguniform",
+    "model_configs",
     "model_summary",
     "predict",
     "predict_table",
     "read_table",
     "redact_dsn",
     "save_model",
+    "save_model_selection",
     "segments",
     "to_arrays",
+    "uniform",
 ]

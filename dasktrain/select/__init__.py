@@ -1,0 +1,1 @@
+"""Model selection: many configurations of models and parameters trained and compared."""
