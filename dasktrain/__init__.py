@@ -26,6 +26,7 @@ from .score._evaluate import evaluate
 from .score._predict import predict, predict_table
 from .select._configs import ModelConfig, model_configs
 from .select._distributions import choice, log_near_one, loguniform, uniform
+from .select._hyperband import hyperband_schedule
 from .select._selection_table import load_model_selection, save_model_selection
 from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
 from .train._early_stopping import EarlyStopping
@@ -54,6 +55,7 @@ __all__ = [
     "evaluate",
     "fit",
     "gpu_configuration",
+    "hyperband_schedule",
     "list_architectures",
     "list_models",
     "load_architecture",
