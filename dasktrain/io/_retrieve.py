@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg2
@@ -51,7 +51,7 @@ class Endpoint:
     host: str
     port: int
     user: str
-    token: str
+    token: str = field(repr=False)  # the retrieve session's password: never in logs
     name: str
     schema: str = "pg_catalog"  # where the catalog functions live (an extension's schema on Greenplum 6)
 
