@@ -59,12 +59,20 @@ def stored_arrays(
         raise DataError(f"Feature column(s) {x!r} are not numeric (dtype {features.dtype}).")
     if y is None:
         return features, None
-    labels = _column_array(partition, y, "y")
+    return features, training_labels(_column_array(partition, y, "y"), y)
+
+
+def training_labels(labels: np.ndarray, y: str) -> np.ndarray:
+    """Labels as Keras takes them: integer classes kept, float or array targets as float32.
+
+    >>> training_labels(np.array([1.0, 2.0]), "y").dtype
+    dtype('float32')
+    """
     if labels.dtype.kind not in "biuf":
         raise DataError(f"Label column {y!r} is not numeric (dtype {labels.dtype}).")
     if labels.ndim > 1 or labels.dtype.kind == "f":
         labels = labels.astype(np.float32, copy=False)
-    return features, labels
+    return labels
 
 
 def _column_array(partition: pd.DataFrame, columns: str | Sequence[str], role: str) -> np.ndarray:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
 from ..io._disk import DiskArray
 
 
@@ -59,12 +58,10 @@ def cache_segment(reader, part, x, y, input_shape: tuple, normalizing_const: flo
     The features stay in a file in the worker's local directory, read a batch at a time: a segment
     larger than the worker's memory trains. The file is deleted when the segment is released.
     """
-    features = [x] if isinstance(x, str) else list(x)
-    X, kept = reader.to_disk(part, features)
-    labels = kept[y]
-    if labels.dtype.kind not in "biuf":
-        raise DataError(f"Label column {y!r} is not numeric (dtype {labels.dtype}).")
-    return _shaped(X, labels, input_shape, normalizing_const, output_shape)
+    from ..io._arrays import training_labels
+
+    X, kept = reader.to_disk(part, [x] if isinstance(x, str) else list(x))
+    return _shaped(X, training_labels(kept[y], y), input_shape, normalizing_const, output_shape)
 
 
 def _shaped(X, labels, input_shape, normalizing_const, output_shape) -> SegmentData:
@@ -72,8 +69,6 @@ def _shaped(X, labels, input_shape, normalizing_const, output_shape) -> SegmentD
     as Keras's ``Dense(1)`` regression heads expect."""
     from ..io._arrays import fit_input_shape
 
-    if labels.ndim > 1 or labels.dtype.kind == "f":
-        labels = labels.astype(np.float32, copy=False)
     if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
         labels = labels.reshape(-1, 1)
     return SegmentData(fit_input_shape(X, input_shape), labels, float(normalizing_const))
