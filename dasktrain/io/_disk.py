@@ -285,11 +285,11 @@ class CopyToDisk(ColumnsToDisk):
     def _store(self, rows: np.ndarray) -> None:
         if self.rows == 0:
             self.first = rows[:1].copy()
-        for field in self.structural:
-            if not np.array_equal(rows[field], np.broadcast_to(self.first[field], rows[field].shape)):
-                raise self._irregular()
-        self.add({spec.name: _pgbinary.native(rows[spec.name]["v"] if spec.kind == ARRAY else rows[spec.name], spec)
-                  for spec in self.specs})  # fmt: skip
+        try:
+            columns = _pgbinary.fixed_columns(rows, self.specs, self.structural, self.first)
+        except _pgbinary.Irregular:
+            raise self._irregular() from None
+        self.add(columns)
 
 
 def segment_file(directory: str) -> str:

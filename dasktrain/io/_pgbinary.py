@@ -76,17 +76,16 @@ def _decode_fixed(body: memoryview, specs: Sequence[ColumnSpec]) -> dict[str, np
     if len(body) % stride:
         raise Irregular
     rows = np.frombuffer(body, dtype=np.dtype(layout | {"itemsize": stride}))
-    first = rows[:1]
+    return fixed_columns(rows, specs, structural, rows[:1])
+
+
+def fixed_columns(rows: np.ndarray, specs: Sequence[ColumnSpec], structural, first: np.ndarray) -> dict:
+    """The columns of fixed-width ``rows`` (a structured view); :class:`Irregular` if any row's
+    structure (field count, widths, array dimensions) differs from ``first``'s."""
     for field in structural:
         if not np.array_equal(rows[field], np.broadcast_to(first[field], rows[field].shape)):
             raise Irregular
-    out = {}
-    for spec in specs:
-        values = rows[spec.name]
-        if spec.kind == ARRAY:
-            values = values["v"]
-        out[spec.name] = native(values, spec)
-    return out
+    return {spec.name: native(rows[spec.name]["v"] if spec.kind == ARRAY else rows[spec.name], spec) for spec in specs}
 
 
 def native(values: np.ndarray, spec: ColumnSpec) -> np.ndarray:
