@@ -20,12 +20,15 @@ from .io._segments import Segment, segments
 from .models._architectures import delete_architecture, list_architectures, load_architecture
 from .models._model_store import delete_model, list_models, load_model, model_summary, save_model
 from .models._result import TrainingResult
+from .models._selection_result import SelectionResult
+from .models._selection_store import save_models
 from .runtime._cluster import cluster
 from .runtime._placement import gpu_configuration
 from .score._evaluate import evaluate
 from .score._predict import predict, predict_table
 from .select._configs import ModelConfig, model_configs
 from .select._distributions import choice, log_near_one, loguniform, uniform
+from .select._fit_multiple import fit_multiple
 from .select._hyperband import hyperband_schedule
 from .select._selection_table import load_model_selection, save_model_selection
 from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
@@ -42,6 +45,7 @@ __all__ = [
     "Ensemble",
     "ModelConfig",
     "Segment",
+    "SelectionResult",
     "SlowMo",
     "Strategy",
     "TrainingResult",
@@ -54,6 +58,7 @@ __all__ = [
     "errors",
     "evaluate",
     "fit",
+    "fit_multiple",
     "gpu_configuration",
     "hyperband_schedule",
     "list_architectures",
@@ -71,6 +76,7 @@ __all__ = [
     "redact_dsn",
     "save_model",
     "save_model_selection",
+    "save_models",
     "segments",
     "to_arrays",
     "uniform",

@@ -42,6 +42,32 @@ class SegmentState:
         return cls(iteration, optimizer, cursor, weights)
 
 
+@dataclass
+class ModelState:
+    """What one model carries from segment to segment in :func:`dasktrain.fit_multiple`: its weights
+    and its optimizer's state (Adam's moments and step count), so that a hop changes nothing.
+
+    >>> state = ModelState([np.ones(2, np.float32)], [np.zeros(1)], visits=4)
+    >>> ModelState.from_bytes(state.to_bytes()).weights[0].tolist(), state.visits
+    ([1.0, 1.0], 4)
+    """
+
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray] | None = None  # None: the optimizer's initial state
+    visits: int = 0  # segment visits trained so far
+
+    def to_bytes(self) -> bytes:
+        arrays = {f"weights_{i}": np.asarray(w) for i, w in enumerate(self.weights)}
+        arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(self.optimizer or [])})
+        arrays["visits"] = np.asarray(self.visits)
+        return arrays_to_bytes(arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelState:
+        arrays = arrays_from_bytes(data)
+        return cls(_numbered(arrays, "weights"), _numbered(arrays, "optimizer") or None, int(arrays["visits"]))
+
+
 def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """Arrays as ``.npz`` bytes (dtypes and shapes kept exactly).
 

@@ -311,11 +311,22 @@ def model_summary(db: Database | str | None, table: str, name: str | None = None
         return dict(zip(columns, cur.fetchone(), strict=True))
 
 
-def load_members(db, table: str, name: str | None = None, version: int | None = None):
-    """``(architecture, [member weights...], summary)`` of one stored model version."""
+def load_members(db, table: str, name: str | None = None, version: int | None = None, mst_key: int | None = None):
+    """``(architecture, [member weights...], summary)`` of one stored model version.
+
+    From a search's table (:func:`save_models`), the configuration ``mst_key`` (default: the best).
+    """
+    from ._selection_store import is_selection_table, load_selection_members
+
     db = connect(db)
     table_name, summary_table = _tables(table)
     with db.cursor() as cur:
+        if is_selection_table(cur, table_name):
+            return load_selection_members(cur, table_name, name, version, mst_key)
+        if mst_key is not None:
+            raise SchemaError(
+                f"Table {str(table_name)!r} holds single models, not a search: mst_key= is for tables of save_models."
+            )
         name, version = _resolve(cur, table_name, summary_table, name, version)
         cur.execute(
             sql.SQL("SELECT model_arch, model_weights FROM {} WHERE name = %s AND version = %s ORDER BY member").format(
@@ -337,20 +348,29 @@ def load_members(db, table: str, name: str | None = None, version: int | None = 
     return architecture, [unflatten_weights(bytes(blob), shapes) for _, blob in rows], summary
 
 
-def load_model(db: Database | str | None, table: str, name: str | None = None, version: int | None = None):
+def load_model(
+    db: Database | str | None,
+    table: str,
+    name: str | None = None,
+    version: int | None = None,
+    *,
+    mst_key: int | None = None,
+):
     """Load a stored model as a compiled ``keras.Model`` (latest version by default).
 
     Built from its JSON in Keras safe mode; nothing is unpickled. An ensemble loads as one model
-    whose output is the mean of its members' probabilities.
+    whose output is the mean of its members' probabilities. From a search saved with
+    :func:`save_models`, ``mst_key`` chooses the configuration (default: the search's best).
 
     Examples
     --------
     >>> model = dasktrain.load_model(None, "models", "fashion_cnn")  # doctest: +SKIP
     >>> model.predict(X_test)  # doctest: +SKIP
+    >>> third = dasktrain.load_model(None, "search_models", mst_key=3)  # doctest: +SKIP
     """
     from .._model_spec import compiled_model
 
-    architecture, members, summary = load_members(db, table, name, version)
+    architecture, members, summary = load_members(db, table, name, version, mst_key)
     compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
     if summary["members"] and summary["members"] > 1:
         return ensemble_model(architecture, members, compile_params)

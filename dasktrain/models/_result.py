@@ -62,6 +62,7 @@ class TrainingResult:
     outer_state: list | None = None  # the strategy's own state after the last round (SlowMo's momentum)
     segment_states: dict | None = None  # {segment: SegmentState} of a checkpoint, for an exact resume
     devices: list | None = None  # what the segments trained on: [{"host", "device", "memory_limit_mib", ...}]
+    mst_key: int | None = None  # the configuration, in a fit_multiple search
 
     def __repr__(self) -> str:
         """One line: strategy, iterations, rows, segments, parameters and the last round's metrics."""

@@ -21,6 +21,7 @@ def evaluate(
     *,
     name: str | None = None,
     version: int | None = None,
+    mst_key: int | None = None,
     x: str | None = None,
     y: str | None = None,
     output_table: str | None = None,
@@ -43,6 +44,7 @@ def evaluate(
     db : Database, str or None
     model_table : str
         A table written by :func:`save_model`; ``name``/``version`` choose the model (latest by default).
+        For a search written by :func:`save_models`, ``mst_key`` chooses the configuration (default: the best).
     table : str
         Data with the features ``x`` and labels ``y`` (default: the columns the model was trained on).
     output_table : str, optional
@@ -75,7 +77,7 @@ def evaluate(
     from ._predict import _check_shape, _shared, protected_tables, run_segments
 
     db = connect(db)
-    scorer = scoring_model(model_table, db=db, name=name, version=version)
+    scorer = scoring_model(model_table, db=db, name=name, version=version, mst_key=mst_key)
     if not scorer.compile_params.get("loss"):
         raise DataError(f"The model in {model_table!r} has no stored loss (compile parameters): nothing to evaluate.")
     x, y = identifier(x or scorer.x), identifier(y or scorer.class_name)

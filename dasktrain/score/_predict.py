@@ -115,6 +115,7 @@ def predict_table(
     *,
     name: str | None = None,
     version: int | None = None,
+    mst_key: int | None = None,
     id: str = "id",
     x: str | None = None,
     pred_type="response",
@@ -141,7 +142,8 @@ def predict_table(
     db : Database, str or None
     model_table : str, (str, int), or str path of a ``.keras`` file
         A model table written by :func:`save_model` (choose with ``name``/``version``, default the
-        latest); an ``(architecture_table, model_id)`` pair with stored weights; or a ``.keras`` file.
+        latest), or by :func:`save_models` (choose the configuration with ``mst_key``, default the
+        search's best); an ``(architecture_table, model_id)`` pair with stored weights; or a ``.keras`` file.
     source_table, output_table : str
         The output may not be the source, the model table, or their summaries.
     id : str, default "id"
@@ -182,8 +184,9 @@ def predict_table(
 
     db = connect(db)
     scorer = scoring_model(
-        model_table, db=db, name=name, version=version, class_values=class_values, normalizing_const=normalizing_const
-    )
+        model_table, db=db, name=name, version=version, class_values=class_values,
+        normalizing_const=normalizing_const, mst_key=mst_key,
+    )  # fmt: skip
     pred_type = check_pred_type(pred_type, len(scorer.class_values))
     x = identifier(x or scorer.x)
     id = identifier(id)
@@ -250,6 +253,7 @@ def protected_tables(source: TableName, model_table) -> dict[str, TableName | No
         model = TableName.parse(model_table)
         protected["the model table"] = model
         protected["the model table's summary"] = model.sibling(SUMMARY_SUFFIX)
+        protected["the model table's info"] = model.sibling("_info")
     return protected
 
 

@@ -43,13 +43,14 @@ class ScoringModel:
 
 
 def scoring_model(
-    model, *, db=None, name=None, version=None, class_values=None, normalizing_const=None
+    model, *, db=None, name=None, version=None, class_values=None, normalizing_const=None, mst_key=None
 ) -> ScoringModel:
     """Resolve what a user names as "the model" into a :class:`ScoringModel`.
 
     ``model`` may be a model table name (with ``name``/``version``), an ``(architecture_table,
     model_id)`` pair with stored weights, a ``.keras`` file, a ``keras.Model`` or a
-    :class:`~dasktrain.TrainingResult`. ``class_values`` and ``normalizing_const`` override what
+    :class:`~dasktrain.TrainingResult`; from a search's table (:func:`save_models`), ``mst_key``
+    chooses the configuration (default: the best). ``class_values`` and ``normalizing_const`` override what
     the model table stored (and are the only source for the other kinds; default: class
     indices and 1.0).
     """
@@ -75,7 +76,7 @@ def scoring_model(
         from .._params import COMPILE_KEYS, parse_params
         from ..models._model_store import load_members
 
-        architecture, members, summary = load_members(db, model, name, version)
+        architecture, members, summary = load_members(db, model, name, version, mst_key)
         stored_classes, stored_norm = summary["class_values"], summary["normalizing_const"]
         class_name = summary["dependent_varname"] or "y"
         x = summary["independent_varname"] or "x"

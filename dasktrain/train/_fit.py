@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -180,12 +181,7 @@ class _Plan:
             )
         self.strategy.validate()
         self.early = EarlyStopping.of(kw["early_stopping"])
-        self.compile_params = parse_params(kw["compile"], what="compile", allowed=COMPILE_KEYS)
-        if "loss" not in self.compile_params:
-            raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
-        self.fit_params = parse_params(kw["fit"], what="fit", allowed=FIT_KEYS)
-        self.batch_size = positive_int(self.fit_params.get("batch_size", 32), "batch_size", maximum=MAX_BATCH_SIZE)
-        self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs")
+        self._set_params(kw["compile"], kw["fit"])
         norm = kw["normalizing_const"]
         if isinstance(norm, bool) or not isinstance(norm, int | float) or not norm > 0:
             raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={norm!r}")
@@ -216,7 +212,23 @@ class _Plan:
             raise TypeError(f"Expected use_gpus=True, False or None. Received: use_gpus={self.use_gpus!r}")
         return self
 
+    def for_config(self, model, compile, fit) -> _Plan:
+        """This plan, for another model and compile and fit parameters on the same data
+        (:func:`dasktrain.fit_multiple`'s configurations: the data is planned once)."""
+        plan = copy.copy(self)
+        plan._set_params(compile, fit)
+        plan._resolve_model(model, None)
+        return plan
+
     # -- resolving inputs --------------------------------------------------------------------------
+
+    def _set_params(self, compile, fit) -> None:
+        self.compile_params = parse_params(compile, what="compile", allowed=COMPILE_KEYS)
+        if "loss" not in self.compile_params:
+            raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
+        self.fit_params = parse_params(fit, what="fit", allowed=FIT_KEYS)
+        self.batch_size = positive_int(self.fit_params.get("batch_size", 32), "batch_size", maximum=MAX_BATCH_SIZE)
+        self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs")
 
     def _resolve_model(self, model, initial_weights) -> None:
         self.model_arch_table = self.model_id = None

@@ -28,6 +28,7 @@ class SegmentData:
     X: np.ndarray
     y: np.ndarray
     scale: float = 1.0  # features are divided by it, a batch at a time
+    fold: np.ndarray | None = None  # each row's cross-validation fold (fit_multiple(folds=k))
 
     @property
     def rows(self) -> int:
@@ -41,15 +42,37 @@ class SegmentData:
 
     def take(self, rows: np.ndarray) -> SegmentData:
         """The rows at ``rows``, still at their stored size."""
-        return SegmentData(self.X[rows], self.y[rows], self.scale)
+        return SegmentData(self.X[rows], self.y[rows], self.scale, None if self.fold is None else self.fold[rows])
 
 
-def prepare_segment(partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
-    """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size."""
+def prepare_segment(
+    partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=(), folds: tuple | None = None
+) -> SegmentData:
+    """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size.
+
+    ``folds=(id_column, k)`` also gives each row its cross-validation fold, from its id.
+    """
     from ..io._arrays import stored_arrays
 
     X, labels = stored_arrays(partition, x=x, y=y)
-    return _shaped(X, labels, input_shape, normalizing_const, output_shape)
+    data = _shaped(X, labels, input_shape, normalizing_const, output_shape)
+    if folds is not None:
+        data.fold = fold_of(partition[folds[0]].to_numpy(), folds[1])
+    return data
+
+
+def fold_of(ids: np.ndarray, k: int) -> np.ndarray:
+    """Each id's fold among ``k``: a fixed hash of the id (MurmurHash3's 64-bit finalizer), so a row
+    keeps its fold across runs, segments and re-reads, and no row moves.
+
+    >>> fold_of(np.array([1, 2, 3, 1]), 5).tolist()
+    [4, 2, 2, 4]
+    """
+    h = np.asarray(ids).astype(np.int64).view(np.uint64)
+    h = (h ^ (h >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+    h = (h ^ (h >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+    h = h ^ (h >> np.uint64(33))
+    return (h % np.uint64(k)).astype(np.uint8)
 
 
 def cache_segment(reader, part, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:

@@ -1,0 +1,247 @@
+"""Model hopper parallelism: segments stay on the workers that read them; models hop between workers.
+
+Every model visits every segment once per iteration, one pass over its rows each time, and
+carries its optimizer's state from visit to visit. A worker runs one visit at a time; as soon as
+it is free it takes a model that has not yet visited one of its segments in that model's current
+iteration (there is no barrier between hops, nor between iterations: a model that has finished
+an iteration starts the next one while others are still in theirs).
+
+The client keeps each model's state after its last finished visit, and a visit counts only when
+its result has come back. A worker lost mid-visit therefore costs only that visit: its segments
+are read again on a live worker, and the visit is run again there from the kept state, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ..errors import SegmentFailedError, TrainingDivergedError
+from ..models._fit_state import ModelState
+from ..runtime._guard import POLL, cluster_workers
+from ..train import _worker
+from ..train._reducer import tree_reduce
+from ..train._visit import Visit, evaluate_model, metrics_of, visit_segment
+
+logger = logging.getLogger("dasktrain")
+
+
+@dataclass(eq=False)
+class HoppingModel:
+    """One model of the search (a configuration, or one fold of it) and where it stands."""
+
+    mst_key: int
+    job: _worker.Job
+    state: ModelState
+    last: int  # the iteration it trains up to
+    fold: int | None = None
+    iteration: int = 1  # the iteration it is in
+    history: list[dict] = field(default_factory=list)
+    failed: str | None = None  # why it diverged
+    remaining: set = field(default_factory=set)  # segments it has yet to visit this iteration
+    running: object = None  # the future of its visit in progress
+    visit: Visit | None = None
+    worker: str | None = None
+    totals: dict = field(default_factory=dict)  # Σ rows·metric over this iteration's visits
+    rows: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.failed is not None or self.iteration > self.last
+
+
+class ModelHopper:
+    """Run every model's iterations over the segments in ``train`` (a ``ClusterSegments``).
+
+    ``validation`` (a ``ClusterSegments`` or None) is evaluated by each model after each
+    ``metrics_every``-th iteration and its last; models with a ``fold`` are evaluated on that
+    fold's rows of ``train`` instead.
+    """
+
+    def __init__(self, client, train, validation, models, *, metrics_every=1, retries=2, progress=True, started=None):
+        self.client, self.train, self.validation = client, train, validation
+        self.models = list(models)
+        self.metrics_every, self.retries, self.progress = metrics_every, retries, progress
+        self.started = time.perf_counter() if started is None else started
+        self.visits: list[dict] = []
+        self.evaluations: dict = {}  # future -> (model, history entry, weights)
+        self.lost: dict = {}  # Visit -> how many times it was lost with its worker
+
+    def run(self) -> list[dict]:
+        """Train until every model has done its iterations (or diverged); returns every visit made."""
+        from concurrent.futures import CancelledError
+
+        from distributed import wait
+        from tqdm.auto import tqdm
+
+        for model in self.models:
+            if not model.done:
+                model.remaining = set(self.train.ids)
+        total = sum(max(0, m.last - m.iteration + 1) for m in self.models) * len(self.train.ids)
+        self.bar = tqdm(total=total, desc="fit_multiple", unit="visit", disable=not self.progress, leave=True)
+        try:
+            while True:
+                self._assign()
+                pending = [m.running for m in self.models if m.running is not None] + list(self.evaluations)
+                if not pending:
+                    break
+                try:
+                    wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
+                except (TimeoutError, CancelledError):
+                    pass  # the statuses below say what happened
+                for model in self.models:
+                    if model.running is not None and model.running.status != "pending":
+                        self._visited(model)
+                for future in [f for f in self.evaluations if f.status != "pending"]:
+                    self._evaluated(future)
+                self._watch_workers()
+        finally:
+            self.bar.close()
+            for model in self.models:
+                if model.running is not None:
+                    model.running.cancel()
+                    model.running = None
+        return self.visits
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    def _assign(self) -> None:
+        """Give every idle worker a visit: to one of its segments, by a model that still needs it."""
+        busy = {m.worker for m in self.models if m.running is not None}
+        for worker in dict.fromkeys(self.train.holders):
+            if worker in busy:
+                continue
+            choice = None
+            for segment, holder in zip(self.train.ids, self.train.holders, strict=True):
+                if holder != worker:
+                    continue
+                for model in self.models:
+                    if model.running is None and not model.done and segment in model.remaining:
+                        # The model furthest behind first, so no model lags at the end of the search.
+                        rank = (model.iteration, -len(model.remaining), model.mst_key, model.fold or 0)
+                        if choice is None or rank < choice[0]:
+                            choice = (rank, model, segment)
+            if choice is not None:
+                self._submit(choice[1], choice[2], worker)
+
+    def _submit(self, model: HoppingModel, segment: int, worker: str) -> None:
+        client, train = self.client, self.train
+        data = train.futures[train.ids.index(segment)]
+        visit = Visit(model.mst_key, segment, model.iteration, model.fold)
+        state = client.scatter(model.state, workers=[worker], hash=False)
+        model.running = client.submit(
+            visit_segment,
+            data,
+            state,
+            model.job,
+            visit,
+            workers=[worker],
+            allow_other_workers=False,  # the segment is there; a lost worker is handled by _watch_workers
+            pure=False,
+            key=f"visit-{model.mst_key}-{model.fold}-{segment}-{model.iteration}-{uuid.uuid4().hex[:8]}",
+            **train.placed,
+        )
+        model.visit, model.worker = visit, worker
+
+    def _visited(self, model: HoppingModel) -> None:
+        from distributed.scheduler import KilledWorker
+
+        future, visit = model.running, model.visit
+        model.running = None
+        if future.status == "finished":
+            result = future.result()
+            model.state = result.state
+            model.remaining.discard(visit.segment)
+            model.rows += result.rows
+            for name, value in result.metrics.items():
+                model.totals[name] = model.totals.get(name, 0.0) + value * result.rows
+            self.visits.append({
+                "mst_key": visit.mst_key, "fold": visit.fold, "iteration": visit.iteration, "segment": visit.segment,
+                "worker": result.worker, "rows": result.rows, "started": result.started, "seconds": result.seconds,
+            })  # fmt: skip
+            self.bar.update(1)
+            if not model.remaining:
+                self._iteration_done(model)
+            return
+        if future.status == "cancelled":  # data it needed was lost with a worker
+            self._lost(model, visit)
+            return
+        error = future.exception()
+        if isinstance(error, TrainingDivergedError):
+            model.failed = str(error)
+            self.bar.update((model.last - model.iteration + 1) * len(self.train.ids) - len(self.train.ids)
+                            + len(model.remaining))  # fmt: skip
+            logger.warning("fit_multiple: %s; the other configurations go on", error)
+            return
+        if isinstance(error, KilledWorker):
+            raise SegmentFailedError(
+                f"fit_multiple: {visit.label} failed: each worker that ran it died (out of memory, or killed) "
+                f"as many times as Dask allows (distributed.scheduler.allowed-failures)."
+            ) from None
+        raise error.with_traceback(future.traceback())
+
+    def _iteration_done(self, model: HoppingModel) -> None:
+        entry = {
+            "iteration": model.iteration,
+            "elapsed": time.perf_counter() - self.started,
+            "training": {k: v / model.rows for k, v in model.totals.items()} if model.rows else {},
+            "validation": None,
+            "rows": model.rows,
+        }
+        model.history.append(entry)
+        if (self.validation is not None or model.fold is not None) and (
+            model.iteration % self.metrics_every == 0 or model.iteration == model.last
+        ):
+            self._evaluate(model, entry, model.state.weights)
+        model.iteration += 1
+        model.totals, model.rows = {}, 0
+        model.remaining = set(self.train.ids) if not model.done else set()
+
+    def _evaluate(self, model: HoppingModel, entry: dict, weights) -> None:
+        client = self.client
+        sources = self.train if model.fold is not None else self.validation
+        shared = client.scatter([weights], hash=False)[0]
+        parts = [
+            client.submit(evaluate_model, data, shared, model.job, model.fold, pure=False, **sources.placed)
+            for data in sources.futures
+        ]
+        total = client.submit(metrics_of, tree_reduce(client, parts, _worker.merge), pure=False)
+        self.evaluations[total] = (model, entry, weights)
+
+    def _evaluated(self, future) -> None:
+        model, entry, weights = self.evaluations.pop(future)
+        if future.status == "finished":
+            entry["validation"] = future.result()
+        elif future.status == "cancelled":  # lost with a worker: evaluate again
+            self._evaluate(model, entry, weights)
+        else:
+            raise future.exception().with_traceback(future.traceback())
+
+    # -- lost workers ------------------------------------------------------------------------------
+
+    def _watch_workers(self) -> None:
+        workers = cluster_workers(self.client)
+        gone = {w for w in [*self.train.holders, *(m.worker for m in self.models if m.running)] if w not in workers}
+        if not gone:
+            return
+        for model in self.models:
+            if model.running is not None and model.worker in gone:
+                model.running.cancel()
+                model.running = None
+                self._lost(model, model.visit)
+        logger.warning("fit_multiple: lost %s; reading its segments again and re-running its visits",
+                       ", ".join(sorted(gone)))  # fmt: skip
+        self.train.locate(self.client)
+        if self.validation is not None:
+            self.validation.locate(self.client)
+
+    def _lost(self, model: HoppingModel, visit: Visit) -> None:
+        """A visit whose worker (or data) was lost: it is run again from the model's kept state."""
+        self.lost[visit] = self.lost.get(visit, 0) + 1
+        if self.lost[visit] > self.retries:
+            raise SegmentFailedError(
+                f"fit_multiple: {visit.label} was lost with its worker {self.lost[visit]} times "
+                f"(retries={self.retries})."
+            )

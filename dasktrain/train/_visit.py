@@ -1,0 +1,109 @@
+"""One model's visit to one segment (model hopper parallelism), run on the worker holding the segment.
+
+In :func:`dasktrain.fit_multiple` segments stay where they were read and models move: a visit
+loads the model's weights *and its optimizer's state* into this worker's built model, trains
+one pass over the segment's rows, and returns both. The next segment continues exactly where
+this one stopped (MADlib resets the optimizer at every hop).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TrainingDivergedError
+from ..models._fit_state import ModelState
+from ..strategies import WeightedSum
+from . import _worker
+from ._segment_data import SegmentData
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Which model visits which segment in which of its iterations (``fold``: the rows it leaves out)."""
+
+    mst_key: int
+    segment: int
+    iteration: int
+    fold: int | None = None
+
+    @property
+    def label(self) -> str:
+        fold = "" if self.fold is None else f" fold {self.fold}"
+        return f"configuration {self.mst_key}{fold} on segment {self.segment}, iteration {self.iteration}"
+
+
+@dataclass(frozen=True)
+class VisitResult:
+    """The model after a visit, the visit's row-weighted metrics, and when and where it ran."""
+
+    state: ModelState
+    metrics: dict[str, float]
+    rows: int
+    started: float  # time.time() on the worker
+    seconds: float
+    worker: str
+
+
+def visit_segment(data: SegmentData, state: ModelState, job: _worker.Job, visit: Visit) -> VisitResult:
+    """Train the model in ``state`` for one pass over this worker's segment; return it with its optimizer.
+
+    ``job.seed`` seeds the pass's shuffle from (seed, mst_key, segment, iteration): a search
+    run twice visits the same batches in the same order.
+    """
+    from distributed import get_worker
+
+    started, clock = time.time(), time.perf_counter()
+    rows = training_rows(data, visit.fold)
+    slot = _worker._plugin().slot(job)
+    with slot.lock:
+        model = slot.model
+        model.set_weights(state.weights)
+        optimizer = state.optimizer if state.optimizer is not None else slot.initial_optimizer_state
+        for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
+            variable.assign(value)
+        slot.holds = None  # a fit's segment state is no longer in the optimizer's variables
+        if slot.base_learning_rate is not None:  # a fit on this worker may have scaled it (SlowMo)
+            model.optimizer.learning_rate = slot.base_learning_rate
+        rng = (
+            None
+            if job.seed is None
+            else np.random.default_rng([job.seed, visit.mst_key, visit.segment, visit.iteration])
+        )
+        metrics = _worker._train(model, rows, job, rng) if rows.rows else {}
+        if not np.isfinite(metrics.get("loss", 0.0)):
+            raise TrainingDivergedError(
+                f"Training diverged: {visit.label} gave loss {metrics['loss']}. "
+                f"Lower this configuration's learning rate."
+            )
+        trained = ModelState(
+            [np.asarray(w) for w in model.get_weights()],
+            [np.array(v.numpy()) for v in model.optimizer.variables],
+            state.visits + 1,
+        )
+    return VisitResult(trained, metrics, rows.rows, started, time.perf_counter() - clock, get_worker().address)
+
+
+def evaluate_model(data: SegmentData, weights, job: _worker.Job, fold: int | None = None) -> WeightedSum:
+    """Loss and metrics of ``weights`` on this segment (with ``fold``: on that fold's rows only)."""
+    rows = data if fold is None else data.take(np.flatnonzero(data.fold == fold))
+    if not rows.rows:
+        return WeightedSum.of([], 0, {})
+    return _worker.evaluate_segment(rows, weights, job)
+
+
+def training_rows(data: SegmentData, fold: int | None) -> SegmentData:
+    """All of the segment's rows, or those outside ``fold`` (cross-validation).
+
+    >>> data = SegmentData(np.arange(4).reshape(4, 1), np.arange(4), fold=np.array([0, 1, 0, 1], np.uint8))
+    >>> training_rows(data, 1).y.tolist()
+    [0, 2]
+    """
+    return data if fold is None else data.take(np.flatnonzero(data.fold != fold))
+
+
+def metrics_of(total: WeightedSum) -> dict[str, float]:
+    """Row-weighted metrics of a merged evaluation (empty when no rows were evaluated)."""
+    return total.mean_metrics() if total.rows else {}
