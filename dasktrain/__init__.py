@@ -30,6 +30,7 @@ from .select._configs import ModelConfig, model_configs
 from .select._distributions import choice, log_near_one, loguniform, uniform
 from .select._fit_multiple import fit_multiple
 from .select._hyperband import hyperband_schedule
+from .select._hyperband_search import hyperband, successive_halving
 from .select._selection_table import load_model_selection, save_model_selection
 from .strategies import EASGD, Averaging, Centralized, Ensemble, SlowMo, Strategy
 from .train._early_stopping import EarlyStopping
@@ -60,6 +61,7 @@ __all__ = [
     "fit",
     "fit_multiple",
     "gpu_configuration",
+    "hyperband",
     "hyperband_schedule",
     "list_architectures",
     "list_models",
@@ -78,6 +80,7 @@ __all__ = [
     "save_model_selection",
     "save_models",
     "segments",
+    "successive_halving",
     "to_arrays",
     "uniform",
 ]

@@ -78,3 +78,16 @@ def architecture_in_process(dsn: str, table: str, barrier) -> object:
         return dasktrain.load_architecture(db, table, '{"class_name": "Sequential", "config": {}}')
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def hyperband_in_process(dsn: str, state_table: str) -> None:
+    """A Hyperband search with its state saved in ``state_table``, on a cluster of its own (killed by the test)."""
+    from distributed import Client, LocalCluster
+    from search_spaces import HYPERBAND
+
+    import dasktrain
+
+    db = dasktrain.connect(dsn)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            dasktrain.hyperband(**HYPERBAND, db=db, client=client, checkpoint=(db, state_table), progress=False)

@@ -161,6 +161,15 @@ class SelectionResult:
         plt.close(fig)
         return path
 
+    @property
+    def passes(self) -> int:
+        """Iterations trained over all configurations (each a pass over the data), to compare searches' cost.
+
+        >>> SelectionResult({}, {}).passes
+        0
+        """
+        return sum(r.iterations for r in self.results.values()) * (self.folds or 1)
+
     def busy_fraction(self) -> float:
         """How much of the search's span the workers spent training (1.0: never idle).
 
