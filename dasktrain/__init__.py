@@ -20,7 +20,7 @@ from .io._segments import Segment, segments
 from .models._architectures import delete_architecture, list_architectures, load_architecture
 from .models._model_store import delete_model, list_models, load_model, model_summary, save_model
 from .models._result import TrainingResult
-from .models._selection_result import SelectionResult
+from .models._selection_result import GroupResult, SelectionResult
 from .models._selection_store import save_models
 from .runtime._cluster import cluster
 from .runtime._placement import gpu_configuration
@@ -28,6 +28,7 @@ from .score._evaluate import evaluate
 from .score._predict import predict, predict_table
 from .select._configs import ModelConfig, model_configs
 from .select._distributions import choice, log_near_one, loguniform, uniform
+from .select._fit_groups import fit_groups
 from .select._fit_multiple import fit_multiple
 from .select._hyperband import hyperband_schedule
 from .select._hyperband_search import hyperband, successive_halving
@@ -43,6 +44,7 @@ __all__ = [
     "Database",
     "Dialect",
     "EarlyStopping",
+    "GroupResult",
     "Ensemble",
     "ModelConfig",
     "Segment",
@@ -59,6 +61,7 @@ __all__ = [
     "errors",
     "evaluate",
     "fit",
+    "fit_groups",
     "fit_multiple",
     "gpu_configuration",
     "hyperband",

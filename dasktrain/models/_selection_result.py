@@ -183,3 +183,41 @@ class SelectionResult:
         end = max(v["started"] + v["seconds"] for v in self.visits)
         workers = {v["worker"] for v in self.visits}
         return sum(v["seconds"] for v in self.visits) / ((end - start) * len(workers)) if end > start else 1.0
+
+
+@dataclass(repr=False)
+class GroupResult(SelectionResult):
+    """What :func:`dasktrain.fit_groups` returns: one model per value of the grouping column.
+
+    Each group is numbered by ``mst_key`` (its value's sorted place) so that :func:`save_models`
+    writes it in the same layout as a search, with the value in a ``group_value`` column.
+
+    Examples
+    --------
+    >>> groups = dasktrain.fit_groups("sales", model, by="country", x="x", y="y", compile=...,
+    ...                               iterations=5)  # doctest: +SKIP
+    >>> groups.group("FR").model().predict(X_fr)  # doctest: +SKIP
+    """
+
+    by: str = "group"
+    values: dict[int, object] = field(default_factory=dict)  # mst_key -> group value
+    placement: dict[int, str] = field(default_factory=dict)  # mst_key -> "one worker" or "segments"
+
+    def __repr__(self) -> str:
+        across = sum(p == "segments" for p in self.placement.values())
+        return f"GroupResult(by={self.by!r}, groups={len(self.results)}, trained across segments={across})"
+
+    def group(self, value) -> TrainingResult:
+        """The :class:`TrainingResult` of the group whose ``by`` value is ``value``."""
+        for key, known in self.values.items():
+            if known == value or str(known) == str(value):
+                return self.results[key]
+        raise KeyError(f"No group {self.by}={value!r}; the groups are {sorted(map(str, self.values.values()))}.")
+
+    def table(self):
+        """One row per group: its value, where it trained, rows, iterations and final metrics."""
+        frame = super().table()
+        frame.insert(1, self.by, [self.values[k] for k in frame["mst_key"]])
+        frame.insert(2, "trained_on", [self.placement.get(k) for k in frame["mst_key"]])
+        frame.insert(3, "rows", [self.results[k].num_rows for k in frame["mst_key"]])
+        return frame

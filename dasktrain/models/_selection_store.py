@@ -22,7 +22,7 @@ from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 from ..io._retry import retrying
 from ._model_store import _last, _resolve, _text, format_params
-from ._selection_result import SelectionResult
+from ._selection_result import GroupResult, SelectionResult
 
 INFO_SUFFIX = "_info"
 
@@ -34,7 +34,7 @@ _INFO_COLUMNS = """
     training_metrics double precision[], training_loss double precision[],
     validation_metrics_final double precision, validation_loss_final double precision,
     validation_metrics double precision[], validation_loss double precision[], metrics_iters integer[],
-    status text NOT NULL, history json, PRIMARY KEY (name, version, mst_key)
+    status text NOT NULL, history json, group_value text, PRIMARY KEY (name, version, mst_key)
 """
 _SUMMARY_COLUMNS = """
     name text NOT NULL, version integer NOT NULL, description text, source_table text, validation_table text,
@@ -42,6 +42,7 @@ _SUMMARY_COLUMNS = """
     metrics_compute_frequency integer, start_training_time timestamptz, end_training_time timestamptz,
     dasktrain_version text, num_classes integer, class_values text[], normalizing_const double precision,
     num_configurations integer, best_mst_key integer, rank_by text, num_segments integer, num_rows bigint,
+    group_column text,
     created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, version)
 """
 
@@ -54,12 +55,16 @@ def is_selection_table(cur, table: TableName) -> bool:
 def save_models(
     db: Database | str | None,
     table: str,
-    selection: SelectionResult,
+    selection: SelectionResult | GroupResult,
     *,
     name: str | None = None,
     description: str | None = None,
 ) -> int:
-    """Write every configuration of a search as the next version of ``name``, in MADlib's layout.
+    """Write every configuration of a search (or every group's model) as the next version of ``name``,
+    in MADlib's layout.
+
+    A :func:`fit_groups` result is written the same way, each group numbered by ``mst_key``
+    with its value in ``group_value`` and the grouping column in the summary's ``group_column``.
 
     One transaction: the model table (one row per ``mst_key``), ``<table>_info`` and
     ``<table>_summary`` are written together or not at all. Load one configuration with
@@ -87,11 +92,14 @@ def save_models(
     table_name = TableName.parse(table)
     info, summary = table_name.sibling(INFO_SUFFIX), table_name.sibling(SUMMARY_SUFFIX)
     db = connect(db)
+    groups = selection.values if isinstance(selection, GroupResult) else {}
     rows = []
     for key in sorted(selection.results):
         result = selection.results[key]
         blob = flatten_weights(result.weights)
-        rows.append((key, blob, result.architecture, _info_values(result, key, selection.status[key], blob)))
+        group = str(groups[key]) if key in groups else None
+        values = {**_info_values(result, key, selection.status[key], blob), "group_value": group}
+        rows.append((key, blob, result.architecture, group, values))
     first = selection.results[min(selection.results)]
     summary_values = {
         "name": model_name, "description": description, "source_table": first.source_table,
@@ -104,7 +112,8 @@ def save_models(
         "class_values": [str(v) for v in first.class_values] if first.class_values is not None else None,
         "normalizing_const": first.normalizing_const, "num_configurations": len(rows),
         "best_mst_key": selection.best_key, "rank_by": selection.rank_by, "num_segments": first.num_segments,
-        "num_rows": first.num_rows,
+        "num_rows": sum(r.num_rows for r in selection.results.values()) if groups else first.num_rows,
+        "group_column": selection.by if groups else None,
     }  # fmt: skip
 
     def write() -> int:
@@ -116,12 +125,13 @@ def save_models(
                 (model_name,),
             )
             version = cur.fetchone()[0]
-            for key, blob, architecture, values in rows:
+            for key, blob, architecture, group, values in rows:
                 cur.execute(
                     sql.SQL(
-                        "INSERT INTO {} (mst_key, model_weights, model_arch, name, version) VALUES (%s, %s, %s, %s, %s)"
+                        "INSERT INTO {} (mst_key, model_weights, model_arch, name, version, group_value) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)"
                     ).format(table_name.sql),
-                    (key, blob, architecture, model_name, version),
+                    (key, blob, architecture, model_name, version, group),
                 )
                 _insert(cur, info, {**values, "name": model_name, "version": version})
             _insert(cur, summary, {**summary_values, "version": version})
@@ -140,8 +150,8 @@ def _create(cur, db: Database, table: TableName, info: TableName, summary: Table
     cur.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (mst_key integer NOT NULL, model_weights bytea NOT NULL, model_arch json "
-            "NOT NULL, name text NOT NULL, version integer NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (name, version, mst_key)){}"
+            "NOT NULL, name text NOT NULL, version integer NOT NULL, group_value text, "
+            "created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, version, mst_key)){}"
         ).format(table.sql, distributed)
     )
     for sibling, columns in ((info, _INFO_COLUMNS), (summary, _SUMMARY_COLUMNS)):
@@ -208,3 +218,33 @@ def load_selection_members(cur, table: TableName, name: str | None, version: int
     weights = unflatten_weights(bytes(row[1]), weight_shapes(build_model(architecture)))
     summary.update(compile_params=row[2], members=1, mst_key=key)
     return architecture, [weights], summary
+
+
+def load_group_members(db, table: str, name: str | None = None, version: int | None = None):
+    """``(architecture, {group value: weights}, summary)`` of a saved :func:`fit_groups` result."""
+    from ._model_store import _tables
+
+    db = connect(db)
+    table_name, summary_table = _tables(table)
+    with db.cursor() as cur:
+        if not is_selection_table(cur, table_name):
+            raise SchemaError(f"Table {str(table_name)!r} holds no models per group: save fit_groups' result in it.")
+        name, version = _resolve(cur, table_name, summary_table, name, version)
+        cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary_table.sql),
+                    (name, version))  # fmt: skip
+        summary = dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
+        if not summary.get("group_column"):
+            raise SchemaError(f"Model {name!r} version {version} in {str(table_name)!r} is a search, not models per "
+                              f"group: score it with mst_key=, not by=.")  # fmt: skip
+        cur.execute(
+            sql.SQL(
+                "SELECT m.group_value, m.model_arch, m.model_weights, i.compile_params FROM {} m JOIN {} i "
+                "USING (name, version, mst_key) WHERE name = %s AND version = %s ORDER BY mst_key"
+            ).format(table_name.sql, table_name.sibling(INFO_SUFFIX).sql),
+            (name, version),
+        )
+        rows = cur.fetchall()
+    architecture = rows[0][1] if isinstance(rows[0][1], str) else json.dumps(rows[0][1])
+    shapes = weight_shapes(build_model(architecture))
+    summary.update(compile_params=rows[0][3], members=1)
+    return architecture, {group: unflatten_weights(bytes(blob), shapes) for group, _, blob, _ in rows}, summary

@@ -116,6 +116,7 @@ def predict_table(
     name: str | None = None,
     version: int | None = None,
     mst_key: int | None = None,
+    by: str | None = None,
     id: str = "id",
     x: str | None = None,
     pred_type="response",
@@ -143,11 +144,15 @@ def predict_table(
     model_table : str, (str, int), or str path of a ``.keras`` file
         A model table written by :func:`save_model` (choose with ``name``/``version``, default the
         latest), or by :func:`save_models` (choose the configuration with ``mst_key``, default the
-        search's best); an ``(architecture_table, model_id)`` pair with stored weights; or a ``.keras`` file.
+        search's best), or with ``by`` a :func:`fit_groups` result saved by :func:`save_models`; an
+        ``(architecture_table, model_id)`` pair with stored weights; or a ``.keras`` file.
     source_table, output_table : str
         The output may not be the source, the model table, or their summaries.
     id : str, default "id"
         Unique integer id column of the source, copied into the output.
+    by : str, optional
+        Score each row with the model of its group: ``by`` is the source's column holding the group
+        values that :func:`fit_groups` trained a model for (a row of a group without one is an error).
     x : str, optional
         Feature column; default the one the model was trained on.
     pred_type : {"response", "prob"}, int or float, default "response"
@@ -183,17 +188,26 @@ def predict_table(
     from ..runtime._placement import placement
 
     db = connect(db)
-    scorer = scoring_model(
-        model_table, db=db, name=name, version=version, class_values=class_values,
-        normalizing_const=normalizing_const, mst_key=mst_key,
-    )  # fmt: skip
+    groups = None
+    if by is not None:
+        from ._scoring import group_scoring_models
+
+        by = identifier(by)
+        _, groups = group_scoring_models(db, model_table, name=name, version=version, class_values=class_values,
+                                         normalizing_const=normalizing_const)  # fmt: skip
+        scorer = next(iter(groups.values()))
+    else:
+        scorer = scoring_model(
+            model_table, db=db, name=name, version=version, class_values=class_values,
+            normalizing_const=normalizing_const, mst_key=mst_key,
+        )  # fmt: skip
     pred_type = check_pred_type(pred_type, len(scorer.class_values))
     x = identifier(x or scorer.x)
     id = identifier(id)
     source, output = TableName.parse(source_table), TableName.parse(output_table)
     batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     with db.cursor() as cur:
-        _check_source(cur, source, id, x)
+        _check_source(cur, source, id, x, by)
         refuse_protected_output(cur, output, protected_tables(source, model_table))
         if exists(cur, output) and not replace:
             raise TableExistsError(
@@ -203,10 +217,11 @@ def predict_table(
         has_rows = cur.fetchone()[0]
     parts = []
     if has_rows:
-        ddf = read_table(db, source_table, columns=[id, x])
+        ddf = read_table(db, source_table, columns=[id, x] + ([by] if by else []))
         _check_shape(ddf.dtypes[x], scorer, x)
         parts = ddf.to_delayed()
-    job = (db, scorer, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace)
+    model = scorer if by is None else (by, groups)
+    job = (db, model, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace)
     if not parts:  # an empty output needs no cluster
         return _score_table(*job, client, {}, progress)
     with client_or_local(client, quiet=not progress) as client:
@@ -263,9 +278,9 @@ def _shared(scorer: ScoringModel):
     return dask.delayed(scorer, pure=True, traverse=False)
 
 
-def _check_source(cur, source: TableName, id: str, x: str) -> None:
+def _check_source(cur, source: TableName, id: str, x: str, by: str | None = None) -> None:
     info = table_info(cur, source)
-    for column, role in ((id, "id"), (x, "x")):
+    for column, role in ((id, "id"), (x, "x"), *(((by, "grouping"),) if by else ())):
         if column not in info.columns:
             raise SchemaError(
                 f"Source table {str(source)!r} has no {role} column {column!r}. "
@@ -295,20 +310,33 @@ def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
 
 
 def _score_and_write(
-    partition, segment: int, scorer: ScoringModel, x, id, pred_type, batch_size, writer, skip_nonfinite: bool
+    partition, segment: int, scorer, x, id, pred_type, batch_size, writer, skip_nonfinite: bool
 ) -> tuple[int, int]:
     """Score one segment and write its rows into the staging table once (runs on a worker).
 
-    Returns (rows in the staging table for this segment, rows skipped for non-finite features).
+    ``scorer`` is a :class:`ScoringModel`, or ``(by, {group value: ScoringModel})`` to score each
+    row with its group's model. Returns (rows in the staging table for this segment, rows skipped
+    for non-finite features).
     """
-    ids = partition[id].to_numpy(np.int64)
-    X = features(scorer, partition, x)
-    keep = finite_rows(X, ids, skip_nonfinite, f"Segment {segment}")
-    skipped = 0 if keep is None else int(len(keep) - keep.sum())
-    if keep is not None:
-        ids, X = ids[keep], X[keep]
-    probs = probabilities(scorer, X, batch_size)
-    rows = prediction_rows(ids, probs, pred_type)
+    where = f"Segment {segment}"
+    if isinstance(scorer, ScoringModel):
+        rows, skipped = _scored(partition, scorer, x, id, pred_type, batch_size, skip_nonfinite, where)
+    else:
+        by, models = scorer
+        scored = []
+        for value, rows in partition.groupby(partition[by].astype(str), sort=False):
+            if value not in models:
+                raise DataError(
+                    f"{where}: rows with {by}={value!r} have no model; the models cover {by} in {sorted(models)[:10]}."
+                )
+            scored.append(_scored(rows, models[value], x, id, pred_type, batch_size, skip_nonfinite, where))
+        scorer = next(iter(models.values()))
+        skipped = sum(s for _, s in scored)
+        rows = (
+            {k: np.concatenate([r[k] for r, _ in scored]) for k in ("id", "class_index", "prob", "rank")}
+            if scored
+            else prediction_rows(np.zeros(0, np.int64), np.zeros((0, len(scorer.class_values))), pred_type)
+        )
     name = scorer.class_name.encode()
     chunks = [_pgbinary.HEADER]
     for index, value in enumerate(scorer.class_values):
@@ -324,6 +352,17 @@ def _score_and_write(
             chunks.append(_pgbinary.encode_rows(_OUTPUT_SPECS, data))
     chunks.append(_pgbinary.TRAILER)
     return writer.write(segment, b"".join(chunks), len(rows["id"])), skipped
+
+
+def _scored(partition, scorer: ScoringModel, x, id, pred_type, batch_size, skip_nonfinite: bool, where: str):
+    """MADlib's prediction rows of ``partition`` by ``scorer``, and how many rows were skipped."""
+    ids = partition[id].to_numpy(np.int64)
+    X = features(scorer, partition, x)
+    keep = finite_rows(X, ids, skip_nonfinite, where)
+    skipped = 0 if keep is None else int(len(keep) - keep.sum())
+    if keep is not None:
+        ids, X = ids[keep], X[keep]
+    return prediction_rows(ids, probabilities(scorer, X, batch_size), pred_type), skipped
 
 
 def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -> np.ndarray | None:

@@ -83,6 +83,26 @@ def scoring_model(
         compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
     else:
         architecture, members = model_json(model), [model.get_weights()]
+    stored = (stored_classes, stored_norm, class_name, x, compile_params)
+    return _scoring_model(architecture, members, stored, class_values, normalizing_const)
+
+
+def group_scoring_models(db, table: str, *, name=None, version=None, class_values=None, normalizing_const=None):
+    """``(grouping column, {group value as text: ScoringModel})`` of a saved :func:`dasktrain.fit_groups` result."""
+    from .._params import COMPILE_KEYS, parse_params
+    from ..models._selection_store import load_group_members
+
+    architecture, weights, summary = load_group_members(db, table, name, version)
+    stored = (summary["class_values"], summary["normalizing_const"], summary["dependent_varname"] or "y",
+              summary["independent_varname"] or "x",
+              parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS))  # fmt: skip
+    models = {group: _scoring_model(architecture, [w], stored, class_values, normalizing_const)
+              for group, w in weights.items()}  # fmt: skip
+    return summary["group_column"], models
+
+
+def _scoring_model(architecture, members, stored, class_values, normalizing_const) -> ScoringModel:
+    stored_classes, stored_norm, class_name, x, compile_params = stored
     members = [[np.asarray(w, dtype=np.float32) for w in m] for m in members]
     outputs = _output_size(architecture)
     chosen = class_values if class_values is not None else stored_classes

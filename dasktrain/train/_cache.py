@@ -67,6 +67,21 @@ def choose_cache(cache: str, reads, features: list[str], workers: dict[str, dict
     return "disk"
 
 
+def rows_one_worker_holds(reads, features: list[str], workers: dict[str, dict]) -> int | None:
+    """How many rows of the planned reads fit in the smallest worker below its spill threshold
+    (None when the workers have no memory limit, or for a DataFrame).
+
+    >>> rows_one_worker_holds(None, ["x"], {})
+    """
+    if reads is None:
+        return None
+    row_bytes = sum(_row_bytes(spec) for spec in reads.specs if spec.name in features)
+    rooms = [room for room in map(_room, workers.values()) if room is not None]
+    if not rooms or not row_bytes:
+        return None
+    return int(min(rooms) / (GROWTH * row_bytes))
+
+
 def _row_bytes(spec) -> int:
     return np.dtype(spec.dtype).itemsize * int(np.prod(spec.shape or (1,), dtype=np.int64))
 
