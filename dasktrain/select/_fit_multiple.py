@@ -139,11 +139,13 @@ class Search:
         self.plans = {first.mst_key: base}
         for config in configs[1:]:
             plan = base.for_config(config.model, config.compile_params, config.fit_params)
-            if plan.input_shape != base.input_shape:
+            if np.prod(plan.input_shape) != np.prod(base.input_shape):
                 raise DataError(
                     f"Configuration {config.mst_key}'s model takes inputs of shape {plan.input_shape}, but "
-                    f"configuration {first.mst_key}'s takes {base.input_shape}: the data is read once for all."
+                    f"configuration {first.mst_key}'s takes {base.input_shape}: the data is read once for all, "
+                    f"so their inputs must hold as many values per row."
                 )
+            plan.input_shape = base.input_shape  # what the data is checked against; each visit reshapes it
             self.plans[config.mst_key] = plan
         if self.folds:
             base.folds = (kw["id"], self.folds)

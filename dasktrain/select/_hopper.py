@@ -42,6 +42,7 @@ class HoppingModel:
     failed: str | None = None  # why it diverged
     remaining: set = field(default_factory=set)  # segments it has yet to visit this iteration
     running: object = None  # the future of its visit in progress
+    last_visit: object = None  # the future of its last finished visit, which the next one starts from
     visit: Visit | None = None
     worker: str | None = None
     totals: dict = field(default_factory=dict)  # Σ rows·metric over this iteration's visits
@@ -79,6 +80,7 @@ class ModelHopper:
         for model in self.models:
             if not model.done:
                 model.remaining = set(self.train.ids)
+        self.watched = time.monotonic()
         total = sum(max(0, m.last - m.iteration + 1) for m in self.models) * len(self.train.ids)
         self.bar = tqdm(total=total, desc="fit_multiple", unit="visit", disable=not self.progress, leave=True)
         try:
@@ -91,12 +93,15 @@ class ModelHopper:
                     wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
                 except (TimeoutError, CancelledError):
                     pass  # the statuses below say what happened
-                for model in self.models:
-                    if model.running is not None and model.running.status != "pending":
-                        self._visited(model)
+                ended = [m for m in self.models if m.running is not None and m.running.status != "pending"]
+                finished = [m for m in ended if m.running.status == "finished"]
+                results = dict(zip(finished, self.client.gather([m.running for m in finished]), strict=True))
+                for model in ended:
+                    self._visited(model, results.get(model))
                 for future in [f for f in self.evaluations if f.status != "pending"]:
                     self._evaluated(future)
-                self._watch_workers()
+                if len(finished) < len(ended) or time.monotonic() - self.watched > POLL:
+                    self._watch_workers()
         finally:
             self.bar.close()
             for model in self.models:
@@ -130,7 +135,13 @@ class ModelHopper:
         client, train = self.client, self.train
         data = train.futures[train.ids.index(segment)]
         visit = Visit(model.mst_key, segment, model.iteration, model.fold)
-        state = client.scatter(model.state, workers=[worker], hash=False)
+        # From the last visit's result where it is still on the cluster (worker to worker); else from
+        # the copy the client keeps (the first visit, or after a worker was lost).
+        try:
+            state = model.last_visit or client.scatter(model.state, workers=[worker], hash=False, timeout=POLL * 20)
+        except (TimeoutError, OSError):  # the worker left meanwhile: the next look at the cluster sees it
+            self.watched = 0.0
+            return
         model.running = client.submit(
             visit_segment,
             data,
@@ -145,14 +156,14 @@ class ModelHopper:
         )
         model.visit, model.worker = visit, worker
 
-    def _visited(self, model: HoppingModel) -> None:
+    def _visited(self, model: HoppingModel, result) -> None:
         from distributed.scheduler import KilledWorker
 
         future, visit = model.running, model.visit
         model.running = None
+        model.last_visit = None
         if future.status == "finished":
-            result = future.result()
-            model.state = result.state
+            model.state, model.last_visit = result.state, future
             model.remaining.discard(visit.segment)
             model.rows += result.rows
             for name, value in result.metrics.items():
@@ -222,11 +233,13 @@ class ModelHopper:
     # -- lost workers ------------------------------------------------------------------------------
 
     def _watch_workers(self) -> None:
+        self.watched = time.monotonic()
         workers = cluster_workers(self.client)
         gone = {w for w in [*self.train.holders, *(m.worker for m in self.models if m.running)] if w not in workers}
         if not gone:
             return
         for model in self.models:
+            model.last_visit = None  # it may have been on a lost worker: start from the client's copy
             if model.running is not None and model.worker in gone:
                 model.running.cancel()
                 model.running = None

@@ -47,8 +47,9 @@ class VisitResult:
     worker: str
 
 
-def visit_segment(data: SegmentData, state: ModelState, job: _worker.Job, visit: Visit) -> VisitResult:
-    """Train the model in ``state`` for one pass over this worker's segment; return it with its optimizer.
+def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> VisitResult:
+    """Train the model in ``state`` (a ModelState, or the previous visit's result) for one pass over this
+    worker's segment; return it with its optimizer.
 
     ``job.seed`` seeds the pass's shuffle from (seed, mst_key, segment, iteration): a search
     run twice visits the same batches in the same order.
@@ -56,10 +57,13 @@ def visit_segment(data: SegmentData, state: ModelState, job: _worker.Job, visit:
     from distributed import get_worker
 
     started, clock = time.time(), time.perf_counter()
+    if isinstance(state, VisitResult):
+        state = state.state
     rows = training_rows(data, visit.fold)
     slot = _worker._plugin().slot(job)
     with slot.lock:
         model = slot.model
+        rows = as_input(rows, model)
         model.set_weights(state.weights)
         optimizer = state.optimizer if state.optimizer is not None else slot.initial_optimizer_state
         for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
@@ -91,7 +95,16 @@ def evaluate_model(data: SegmentData, weights, job: _worker.Job, fold: int | Non
     rows = data if fold is None else data.take(np.flatnonzero(data.fold == fold))
     if not rows.rows:
         return WeightedSum.of([], 0, {})
-    return _worker.evaluate_segment(rows, weights, job)
+    return _worker.evaluate_segment(as_input(rows, _worker._plugin().slot(job).model), weights, job)
+
+
+def as_input(data: SegmentData, model) -> SegmentData:
+    """The segment's features viewed in the model's input shape (an MLP's (28, 28), a CNN's (28, 28, 1)):
+    configurations of one search share the data, read once, and may differ in their input's axes."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if tuple(data.X.shape[1:]) == shape:
+        return data
+    return SegmentData(data.X.reshape(data.rows, *shape), data.y, data.scale, data.fold)
 
 
 def training_rows(data: SegmentData, fold: int | None) -> SegmentData:
