@@ -100,9 +100,7 @@ def fit_groups(
         limit = max_group_rows or rows_one_worker_holds(reads, features, cluster_workers(client))
         large = sorted(v for v, n in sizes.items() if limit is not None and n > limit)
         small = sorted(v for v in sizes.index if v not in set(large))
-        job = _worker.Job(fit_id=uuid.uuid4().hex, architecture=plan.architecture, compile=plan.compile_params,
-                          batch_size=plan.batch_size, epochs=plan.epochs,
-                          shuffle=bool(plan.fit_params.get("shuffle", True)), seed=plan.seed)  # fmt: skip
+        job = plan.job(uuid.uuid4().hex)
         tasks = _submit_small(client, frame, by, small, plan, job) if small else []
         results, placement = {}, {}
         for value in large:

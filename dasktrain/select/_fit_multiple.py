@@ -194,17 +194,7 @@ class Search:
                     client.run(_worker.forget_fit, self.fit_id, gpu)
 
     def job(self, mst_key: int) -> _worker.Job:
-        plan = self.plans[mst_key]
-        return _worker.Job(
-            fit_id=self.fit_id,
-            architecture=plan.architecture,
-            compile=plan.compile_params,
-            batch_size=plan.batch_size,
-            epochs=plan.epochs,
-            shuffle=bool(plan.fit_params.get("shuffle", True)),
-            seed=plan.seed,
-            segments=len(self.train.ids),
-        )
+        return self.plans[mst_key].job(self.fit_id, segments=len(self.train.ids))
 
     def models(self, keys=None, last: int | None = None) -> list[HoppingModel]:
         """A fresh model per configuration (per fold with cross-validation), at its initial weights."""

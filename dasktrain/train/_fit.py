@@ -220,6 +220,14 @@ class _Plan:
         plan._resolve_model(model, None)
         return plan
 
+    def job(self, fit_id: str, **extra):
+        """What every training task of this plan needs (a :class:`_worker.Job`)."""
+        from ._worker import Job
+
+        return Job(fit_id=fit_id, architecture=self.architecture, compile=self.compile_params,
+                   batch_size=self.batch_size, epochs=self.epochs, shuffle=bool(self.fit_params.get("shuffle", True)),
+                   seed=self.seed, **extra)  # fmt: skip
+
     # -- resolving inputs --------------------------------------------------------------------------
 
     def _set_params(self, compile, fit) -> None:

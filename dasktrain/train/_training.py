@@ -198,16 +198,7 @@ class Training:
         result = plan.start_result()
         done = len(result.history)
         elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
-        self.job = _worker.Job(
-            fit_id=uuid.uuid4().hex,
-            architecture=plan.architecture,
-            compile=plan.compile_params,
-            batch_size=plan.batch_size,
-            epochs=plan.epochs,
-            sync_every=plan.sync_every,
-            shuffle=bool(plan.fit_params.get("shuffle", True)),
-            seed=plan.seed,
-        )
+        self.job = plan.job(uuid.uuid4().hex, sync_every=plan.sync_every)
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
         from ._fit import class_values
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from dask.sizeof import sizeof
 
 from ..errors import TrainingDivergedError
 from ..models._fit_state import ModelState
@@ -45,6 +46,17 @@ class VisitResult:
     started: float  # time.time() on the worker
     seconds: float
     worker: str
+
+
+@sizeof.register(VisitResult)
+def _sizeof_visit(result: VisitResult) -> int:
+    """The bytes of the model a visit returns, so Dask's memory and transfer accounting sees them."""
+    return sum(np.asarray(a).nbytes for a in (*result.state.weights, *(result.state.optimizer or ()))) + 1024
+
+
+@sizeof.register(ModelState)
+def _sizeof_state(state: ModelState) -> int:
+    return sum(np.asarray(a).nbytes for a in (*state.weights, *(state.optimizer or ()))) + 1024
 
 
 def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> VisitResult:
