@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -36,7 +37,9 @@ def _client(args):
     from distributed import Client
 
     shaped = args.gpus is not None or args.workers_per_gpu is not None
-    if getattr(args, "scheduler", None):
+    # Dask's own variable: the Kubernetes operator sets it in a DaskJob's runner, `dask worker` reads it too.
+    scheduler = getattr(args, "scheduler", None) or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if scheduler:
         if shaped:
             raise DasktrainError(
                 "--gpus and --workers-per-gpu shape a local cluster, not --scheduler's: start the GPU workers of "
@@ -46,8 +49,8 @@ def _client(args):
 
         if not args.quiet:
             wait = config.get("distributed.comm.timeouts.connect")
-            print(f"connecting to the Dask scheduler at {args.scheduler} (waiting up to {wait})...", file=sys.stderr)
-        with Client(args.scheduler) as client:
+            print(f"connecting to the Dask scheduler at {scheduler} (waiting up to {wait})...", file=sys.stderr)
+        with Client(scheduler) as client:
             yield client
     elif shaped or args.dashboard is not None:
         from .runtime._cluster import announce, cluster
@@ -492,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dasktrain {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", help="database (default: $DASKTRAIN_DSN, else the embedded server)")
-    common.add_argument("--scheduler", help="Dask scheduler ADDRESS (default: a local cluster)")
+    common.add_argument(
+        "--scheduler", help="Dask scheduler ADDRESS (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)"
+    )
     common.add_argument(
         "--gpus", metavar="N|auto", help="local cluster: GPU workers on N GPUs, or on all (default: all, if any)"
     )
