@@ -1,9 +1,9 @@
 """Model hopper parallelism: segments stay on the workers that read them; models hop between workers.
 
 Every model visits every segment once per iteration, one pass over its rows each time, and
-carries its optimizer's state from visit to visit. A worker runs one visit at a time; as soon as
-it is free it takes a model that has not yet visited one of its segments in that model's current
-iteration (there is no barrier between hops, nor between iterations: a model that has finished
+carries its optimizer's state from visit to visit. A worker trains one model at a time, with the
+next visit already waiting in its queue: a model that has not yet visited one of its segments in
+that model's current iteration (there is no barrier between hops, nor between iterations: a model that has finished
 an iteration starts the next one while others are still in theirs).
 
 The client keeps each model's state after its last finished visit, and a visit counts only when
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import SegmentFailedError, TrainingDivergedError
@@ -26,6 +27,8 @@ from ..train._reducer import tree_reduce
 from ..train._visit import Visit, evaluate_model, metrics_of, visit_segment
 
 logger = logging.getLogger("dasktrain")
+
+QUEUED = 2  # visits given to a worker at once: one running, one waiting in its queue
 
 
 @dataclass(eq=False)
@@ -113,25 +116,33 @@ class ModelHopper:
     # -- scheduling --------------------------------------------------------------------------------
 
     def _assign(self) -> None:
-        """Give every idle worker a visit: to one of its segments, by a model that still needs it."""
-        busy = {m.worker for m in self.models if m.running is not None}
-        for worker in dict.fromkeys(self.train.holders):
-            if worker in busy:
-                continue
-            choice = None
-            for segment, holder in zip(self.train.ids, self.train.holders, strict=True):
-                if holder != worker:
-                    continue
-                for model in self.models:
-                    if model.running is None and not model.done and segment in model.remaining:
-                        # The model furthest behind first, so no model lags at the end of the search.
-                        rank = (model.iteration, -len(model.remaining), model.mst_key, model.fold or 0)
-                        if choice is None or rank < choice[0]:
-                            choice = (rank, model, segment)
-            if choice is not None:
-                self._submit(choice[1], choice[2], worker)
+        """Keep every worker at ``QUEUED`` visits: to its segments, by the models that still need them.
 
-    def _submit(self, model: HoppingModel, segment: int, worker: str) -> None:
+        The second visit waits in the worker's own queue and starts the moment the first ends,
+        without waiting for the client to hear of it and send the next.
+        """
+        load = Counter(m.worker for m in self.models if m.running is not None)
+        for worker in dict.fromkeys(self.train.holders):
+            while load[worker] < QUEUED:
+                choice = self._choose(worker)
+                if choice is None or not self._submit(*choice, worker):
+                    break
+                load[worker] += 1
+
+    def _choose(self, worker: str) -> tuple[HoppingModel, int] | None:
+        """The model furthest behind (so none lags at the end) that still has to visit one of ``worker``'s segments."""
+        choice = None
+        for segment, holder in zip(self.train.ids, self.train.holders, strict=True):
+            if holder != worker:
+                continue
+            for model in self.models:
+                if model.running is None and not model.done and segment in model.remaining:
+                    rank = (model.iteration, -len(model.remaining), model.mst_key, model.fold or 0)
+                    if choice is None or rank < choice[0]:
+                        choice = (rank, model, segment)
+        return None if choice is None else choice[1:]
+
+    def _submit(self, model: HoppingModel, segment: int, worker: str) -> bool:
         client, train = self.client, self.train
         data = train.futures[train.ids.index(segment)]
         visit = Visit(model.mst_key, segment, model.iteration, model.fold)
@@ -141,7 +152,7 @@ class ModelHopper:
             state = model.last_visit or client.scatter(model.state, workers=[worker], hash=False, timeout=POLL * 20)
         except (TimeoutError, OSError):  # the worker left meanwhile: the next look at the cluster sees it
             self.watched = 0.0
-            return
+            return False
         model.running = client.submit(
             visit_segment,
             data,
@@ -155,6 +166,7 @@ class ModelHopper:
             **train.placed,
         )
         model.visit, model.worker = visit, worker
+        return True
 
     def _visited(self, model: HoppingModel, result) -> None:
         from distributed.scheduler import KilledWorker
