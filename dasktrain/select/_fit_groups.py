@@ -109,8 +109,8 @@ def fit_groups(
             rows = frame[frame[by] == value]
             results[value] = fit_one(rows, plan.architecture, x=x, y=y, compile=plan.compile_params,
                                      fit=plan.fit_params, iterations=iterations, strategy=strategy,
-                                 initial_weights=plan.initial_weights, normalizing_const=normalizing_const,
-                                 seed=seed, client=client, progress=progress)  # fmt: skip
+                                     initial_weights=plan.initial_weights, normalizing_const=normalizing_const,
+                                     seed=seed, client=client, progress=progress)  # fmt: skip
             placement[value] = "segments"
         trained = {}
         for part in gather(client, tasks, [f"groups task {k}" for k in range(len(tasks))], "fit_groups"):

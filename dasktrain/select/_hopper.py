@@ -91,7 +91,11 @@ class ModelHopper:
                 self._assign()
                 pending = [m.running for m in self.models if m.running is not None] + list(self.evaluations)
                 if not pending:
-                    break
+                    if all(m.done for m in self.models):
+                        break
+                    self._watch_workers()  # nothing could be given out: a worker left as we gave it a visit
+                    time.sleep(POLL)
+                    continue
                 try:
                     wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
                 except (TimeoutError, CancelledError):
