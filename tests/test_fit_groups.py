@@ -87,5 +87,8 @@ def test_bad_groupings_are_refused(db, grouped, trained):
         dasktrain.fit_groups(grouped, mlp(), by="region", x="x", y="y", compile=COMPILE, iterations=1, db=db)
     with pytest.raises(DataError, match="also a feature or the label"):
         dasktrain.fit_groups(grouped, mlp(), by="y", x="x", y="y", compile=COMPILE, iterations=1, db=db)
+    with pytest.raises(DataError, match=r"group country='\w+' has labels from 0 to 9, outside the model's 5 classes"):
+        dasktrain.fit_groups(grouped, mlp(classes=5), by="country", x="x", y="y", compile=COMPILE, iterations=1,
+                             db=db, progress=False)  # fmt: skip
     with pytest.raises(SchemaError, match="holds no models per group"):
         dasktrain.predict_table(db, "scoring_models", grouped, "never_written", by="country")

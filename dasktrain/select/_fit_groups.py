@@ -94,9 +94,7 @@ def fit_groups(
         wait_for_workers(client, "fit_groups")
         if not all(client.run(_worker.has_plugin).values()):
             client.register_plugin(_worker.TrainingWorker())
-        sizes = frame[by].value_counts().compute()
-        if sizes.empty:
-            raise DataError("fit_groups: the data has no rows.")
+        sizes = _group_sizes(frame, by, plan)
         limit = max_group_rows or rows_one_worker_holds(reads, features, cluster_workers(client))
         large = sorted(v for v, n in sizes.items() if limit is not None and n > limit)
         small = sorted(v for v in sizes.index if v not in set(large))
@@ -130,6 +128,29 @@ def fit_groups(
         {keys[v]: r for v, r in results.items()}, dict.fromkeys(keys.values(), FINISHED), rank_by="training_loss",
         by=by, values={k: v for v, k in keys.items()}, placement={keys[v]: p for v, p in placement.items()},
     )  # fmt: skip
+
+
+def _group_sizes(frame, by: str, plan):
+    """Each group's row count, in one pass that also checks integer labels against the model's classes."""
+    import numpy as np
+
+    if frame[plan.y].dtype.kind not in "iu":
+        sizes = frame[by].value_counts().compute()
+    else:
+        stats = frame.groupby(by)[plan.y].agg(["count", "min", "max"]).compute()
+        classes = plan.output_shape[-1] if plan.output_shape else 1
+        if "sparse" in str(plan.compile_params.get("loss", "")):
+            bad = stats[(stats["min"] < 0) | (stats["max"] >= classes)]
+            if len(bad):
+                value = bad.index[0]
+                raise DataError(
+                    f"fit_groups: group {by}={value!r} has labels from {bad.loc[value, 'min']} to "
+                    f"{bad.loc[value, 'max']}, outside the model's {classes} classes (0..{classes - 1})."
+                )
+        sizes = stats["count"].astype(np.int64)
+    if sizes.empty or not sizes.sum():
+        raise DataError("fit_groups: the data has no rows.")
+    return sizes
 
 
 def _submit_small(client, frame, by: str, values: list, plan, job) -> list:
