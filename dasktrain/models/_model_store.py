@@ -201,9 +201,6 @@ def save_model(
 def _summary_values(result: TrainingResult, table: TableName, name: str, status: str, description, weights) -> dict:
     """The summary row of one version (all but its number), MADlib's fields first."""
     history = result.history
-    metric = next(iter(result.metric_names), None)
-    training_loss = [h["training"].get("loss") for h in history if h.get("training")]
-    validated = [h for h in history if h.get("validation")]
     return {
         "name": name,
         "status": status,
@@ -223,23 +220,12 @@ def _summary_values(result: TrainingResult, table: TableName, name: str, status:
         "model_size": sum(len(b) for b in weights) / 1024.0,
         "start_training_time": result.start_time,
         "end_training_time": result.end_time,
-        "metrics_elapsed_time": [h["elapsed"] for h in history],
         "dasktrain_version": _version,
         "num_classes": len(result.class_values) if result.class_values is not None else None,
         "class_values": [str(v) for v in result.class_values] if result.class_values is not None else None,
         "dependent_vartype": None,
         "normalizing_const": result.normalizing_const,
-        "metrics_type": [metric] if metric else None,
-        "loss_type": str(result.compile_params.get("loss")),
-        "training_metrics_final": _last(h["training"].get(metric) for h in history if metric and h.get("training")),
-        "training_loss_final": _last(training_loss),
-        "training_metrics": [h["training"].get(metric) for h in history if h.get("training")] if metric else None,
-        "training_loss": training_loss,
-        "validation_metrics_final": _last(h["validation"].get(metric) for h in validated) if metric else None,
-        "validation_loss_final": _last(h["validation"].get("loss") for h in validated),
-        "validation_metrics": [h["validation"].get(metric) for h in validated] if metric and validated else None,
-        "validation_loss": [h["validation"].get("loss") for h in validated] or None,
-        "metrics_iters": [h["iteration"] for h in validated] or None,
+        **metric_columns(result),
         "strategy": result.strategy.name,
         "strategy_params": json.dumps(result.strategy.params()),
         "num_segments": result.num_segments,
@@ -263,6 +249,28 @@ def _prune_checkpoints(cur, table: TableName, summary: TableName, name: str, kee
         for target in (table, summary):
             cur.execute(sql.SQL("DELETE FROM {} WHERE name = %s AND version = ANY(%s)").format(target.sql), (name, old))
         delete_states(cur, table, name, old)
+
+
+def metric_columns(result: TrainingResult) -> dict:
+    """MADlib's per-iteration metric columns of a model (its first compiled metric, and the loss)."""
+    history = result.history
+    metric = next(iter(result.metric_names), None)
+    training_loss = [h["training"].get("loss") for h in history if h.get("training")]
+    validated = [h for h in history if h.get("validation")]
+    return {
+        "metrics_elapsed_time": [h["elapsed"] for h in history],
+        "metrics_type": [metric] if metric else None,
+        "loss_type": str(result.compile_params.get("loss")),
+        "training_metrics_final": _last(h["training"].get(metric) for h in history if metric and h.get("training")),
+        "training_loss_final": _last(training_loss),
+        "training_metrics": [h["training"].get(metric) for h in history if h.get("training")] if metric else None,
+        "training_loss": training_loss,
+        "validation_metrics_final": _last(h["validation"].get(metric) for h in validated) if metric else None,
+        "validation_loss_final": _last(h["validation"].get("loss") for h in validated),
+        "validation_metrics": [h["validation"].get(metric) for h in validated] if metric and validated else None,
+        "validation_loss": [h["validation"].get("loss") for h in validated] or None,
+        "metrics_iters": [h["iteration"] for h in validated] or None,
+    }
 
 
 def _text(value) -> str:

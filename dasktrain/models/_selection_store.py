@@ -21,7 +21,7 @@ from ..io._catalog import SUMMARY_SUFFIX, exists, table_info
 from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 from ..io._retry import retrying
-from ._model_store import _last, _resolve, _text, format_params
+from ._model_store import _resolve, _text, format_params, metric_columns
 from ._selection_result import GroupResult, SelectionResult
 
 INFO_SUFFIX = "_info"
@@ -167,28 +167,11 @@ def _insert(cur, table: TableName, values: dict) -> None:
 
 def _info_values(result, key: int, status: str, blob: bytes) -> dict:
     """One configuration's ``_info`` row (MADlib's columns first)."""
-    history = result.history
-    metric = next(iter(result.metric_names), None)
-    training = [h for h in history if h.get("training")]
-    validated = [h for h in history if h.get("validation")]
-
-    def series(entries, part, name):
-        return [entries_[part].get(name) for entries_ in entries] if name and entries else None
-
     return {
         "mst_key": key, "model_arch_table": result.model_arch_table, "model_id": result.model_id,
         "compile_params": format_params(result.compile_params), "fit_params": format_params(result.fit_params),
-        "model_type": "dasktrain_keras", "model_size": len(blob) / 1024.0,
-        "metrics_elapsed_time": [h["elapsed"] for h in history], "metrics_type": [metric] if metric else None,
-        "loss_type": str(result.compile_params.get("loss")),
-        "training_metrics_final": _last(series(training, "training", metric) or []),
-        "training_loss_final": _last(series(training, "training", "loss") or []),
-        "training_metrics": series(training, "training", metric), "training_loss": series(training, "training", "loss"),
-        "validation_metrics_final": _last(series(validated, "validation", metric) or []),
-        "validation_loss_final": _last(series(validated, "validation", "loss") or []),
-        "validation_metrics": series(validated, "validation", metric),
-        "validation_loss": series(validated, "validation", "loss"),
-        "metrics_iters": [h["iteration"] for h in validated] or None, "status": status, "history": json.dumps(history),
+        "model_type": "dasktrain_keras", "model_size": len(blob) / 1024.0, **metric_columns(result),
+        "status": status, "history": json.dumps(result.history),
     }  # fmt: skip
 
 
