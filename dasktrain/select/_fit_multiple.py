@@ -134,7 +134,8 @@ class Search:
         names = ("x", "y", "iterations", "validation", "metrics_every", "normalizing_const", "retries", "seed",
                  "use_gpus", "cache", "client", "db", "progress")  # fmt: skip
         fit_kw.update({name: kw[name] for name in names})
-        fit_kw.update(data=kw["data"], model=first.model, compile=first.compile_params, fit=first.fit_params)
+        data, reads = _with_id(kw["data"], kw["x"], kw["y"], kw["id"], kw["db"]) if self.folds else (kw["data"], None)
+        fit_kw.update(data=data, model=first.model, compile=first.compile_params, fit=first.fit_params)
         base = _Plan.build(**fit_kw)
         self.plans = {first.mst_key: base}
         for config in configs[1:]:
@@ -149,7 +150,8 @@ class Search:
             self.plans[config.mst_key] = plan
         if self.folds:
             base.folds = (kw["id"], self.folds)
-            base.data = _with_id(base, kw["data"], kw["id"], kw["db"])
+            if reads is not None:  # read as a table, segment by segment (the frame only served the checks)
+                base.data, base.source_table = reads, kw["data"]
         self.base = base
         self.rank_by = _rank_by(kw["rank_by"], self.plans.values(), validated=bool(self.folds or base.validation))
         return self
@@ -251,18 +253,20 @@ def _folds(folds, validation, cache) -> int | None:
     return int(folds)
 
 
-def _with_id(plan: _Plan, data, id: str, db):
-    """The data with the id column that folds hash (planned again for a table, checked for a frame)."""
+def _with_id(data, x, y: str, id: str, db):
+    """``(frame, reads)``: the data with the id column that folds hash. A table's reads are planned
+    once, with it (``reads`` is None for a frame, whose columns are checked)."""
     from ..errors import SchemaError
 
-    columns = [*plan.features, plan.y]
+    columns = list(dict.fromkeys([*([x] if isinstance(x, str) else x), y, id]))
     if isinstance(data, str):
         from ..io._read import plan_reads
 
-        return plan_reads(db, data, columns=list(dict.fromkeys([*columns, id])))
+        reads = plan_reads(db, data, columns=columns)
+        return reads.frame(), reads
     if id not in data.columns:
         raise SchemaError(f"folds= hashes the id column {id!r}, which the data does not have: pass id=.")
-    return data[list(dict.fromkeys([*columns, id]))]
+    return data[columns], None
 
 
 def _rank_by(rank_by, plans, validated: bool) -> str:
