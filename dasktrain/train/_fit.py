@@ -156,6 +156,8 @@ def fit(
 class _Plan:
     """Everything checked and resolved before any work starts, then the training loop."""
 
+    folds: tuple | None = None  # (id column, k): each row's cross-validation fold (fit_multiple(folds=k))
+
     @classmethod
     def build(cls, **kw) -> _Plan:
         self = cls()

@@ -72,9 +72,9 @@ class ClusterSegments:
         if plan.strategy.centralized:
             frame = frame.repartition(npartitions=1)
         partitions = client.compute(frame.to_delayed(), **placed)
-        folds = getattr(plan, "folds", None)  # fit_multiple(folds=k): (id column, k)
         prepared = [
-            client.submit(_segment_data.prepare_segment, p, *shaping, folds, pure=False, **placed) for p in partitions
+            client.submit(_segment_data.prepare_segment, p, *shaping, plan.folds, pure=False, **placed)
+            for p in partitions
         ]
         del partitions  # the prepared futures keep their lineage: a lost one is read again
         return cls._checked(client, prepared, plan, role, placed)
