@@ -8,6 +8,7 @@ Only literals are accepted: strings, numbers, booleans, None, lists, tuples and 
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Mapping
 
 from .errors import DataError
@@ -91,3 +92,14 @@ def optimizer_config(optimizer) -> object:
     if not name.strip().isidentifier() or not rest.endswith(")"):
         raise DataError(f"Cannot parse optimizer {optimizer!r}: expected NAME or NAME(arg=value, ...).")
     return {"class_name": name.strip(), "config": _parse_keywords(rest[:-1], "optimizer")}
+
+
+def keyword_defaults(function) -> dict:
+    """``{name: default}`` of ``function``'s parameters that have one (to call a planner with another
+    function's defaults filled in).
+
+    >>> keyword_defaults(lambda a, b=1, *, c=None: None)
+    {'b': 1, 'c': None}
+    """
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}  # fmt: skip

@@ -313,10 +313,14 @@ def model_summary(db: Database | str | None, table: str, name: str | None = None
     db = connect(db)
     table_name, summary = _tables(table)
     with db.cursor() as cur:
-        name, version = _resolve(cur, table_name, summary, name, version)
-        cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, version))
-        columns = [d.name for d in cur.description]
-        return dict(zip(columns, cur.fetchone(), strict=True))
+        return summary_row(cur, table_name, summary, name, version)
+
+
+def summary_row(cur, table: TableName, summary: TableName, name: str | None, version: int | None) -> dict:
+    """The summary row of ``name``'s ``version`` (resolved as :func:`model_summary` does), as a dict."""
+    name, version = _resolve(cur, table, summary, name, version)
+    cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, version))
+    return dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
 
 
 def load_members(db, table: str, name: str | None = None, version: int | None = None, mst_key: int | None = None):

@@ -21,7 +21,7 @@ from ..io._catalog import SUMMARY_SUFFIX, exists, table_info
 from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 from ..io._retry import retrying
-from ._model_store import _resolve, _text, format_params, metric_columns
+from ._model_store import _text, format_params, metric_columns, summary_row
 from ._selection_result import GroupResult, SelectionResult
 
 INFO_SUFFIX = "_info"
@@ -178,9 +178,8 @@ def _info_values(result, key: int, status: str, blob: bytes) -> dict:
 def load_selection_members(cur, table: TableName, name: str | None, version: int | None, mst_key: int | None):
     """``(architecture, [weights], summary)`` of one configuration of a saved search (default: its best)."""
     summary_table, info = table.sibling(SUMMARY_SUFFIX), table.sibling(INFO_SUFFIX)
-    name, version = _resolve(cur, table, summary_table, name, version)
-    cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary_table.sql), (name, version))
-    summary = dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
+    summary = summary_row(cur, table, summary_table, name, version)
+    name, version = summary["name"], summary["version"]
     key = summary["best_mst_key"] if mst_key is None else mst_key
     if isinstance(key, bool) or not isinstance(key, int):
         raise DataError(f"Expected mst_key as a whole number. Received: mst_key={mst_key!r}")
@@ -212,10 +211,8 @@ def load_group_members(db, table: str, name: str | None = None, version: int | N
     with db.cursor() as cur:
         if not is_selection_table(cur, table_name):
             raise SchemaError(f"Table {str(table_name)!r} holds no models per group: save fit_groups' result in it.")
-        name, version = _resolve(cur, table_name, summary_table, name, version)
-        cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary_table.sql),
-                    (name, version))  # fmt: skip
-        summary = dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
+        summary = summary_row(cur, table_name, summary_table, name, version)
+        name, version = summary["name"], summary["version"]
         if not summary.get("group_column"):
             raise SchemaError(f"Model {name!r} version {version} in {str(table_name)!r} is a search, not models per "
                               f"group: score it with mst_key=, not by=.")  # fmt: skip

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import Sequence
 
+from .._params import keyword_defaults
 from ..errors import DataError, SchemaError
 from ..models._selection_result import FINISHED, GroupResult
 from ..runtime._cluster import client_or_local
@@ -85,11 +85,10 @@ def fit_groups(
         raise SchemaError(f"The data has no grouping column {by!r}. Available columns: {', '.join(frame.columns)}.")
     if by in (*features, y):
         raise DataError(f"by={by!r} is also a feature or the label: group by another column.")
-    defaults = {n: p.default for n, p in inspect.signature(fit_one).parameters.items()
-                if p.default is not inspect.Parameter.empty}  # fmt: skip
-    plan = _Plan.build(**{**defaults, "data": frame, "model": model, "x": x, "y": y, "compile": compile, "fit": fit,
-                          "iterations": iterations, "strategy": strategy, "normalizing_const": normalizing_const,
-                          "seed": seed, "client": client, "db": db, "progress": progress})  # fmt: skip
+    given = {"data": frame, "model": model, "x": x, "y": y, "compile": compile, "fit": fit, "iterations": iterations,
+             "strategy": strategy, "normalizing_const": normalizing_const, "seed": seed, "client": client, "db": db,
+             "progress": progress}  # fmt: skip
+    plan = _Plan.build(**{**keyword_defaults(fit_one), **given})
     with client_or_local(client, quiet=not progress) as client:
         wait_for_workers(client, "fit_groups")
         if not all(client.run(_worker.has_plugin).values()):

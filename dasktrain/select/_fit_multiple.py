@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import uuid
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from datetime import datetime
 
 import numpy as np
 
+from .._params import keyword_defaults
 from ..errors import DataError
 from ..models._fit_state import ModelState
 from ..models._selection_result import DIVERGED, FINISHED, SelectionResult
@@ -129,8 +129,7 @@ class Search:
         self.configs = list(configs)
         self.folds = _folds(kw["folds"], kw["validation"], kw["cache"])
         first = configs[0]
-        fit_kw = {name: p.default for name, p in inspect.signature(fit).parameters.items()
-                  if p.default is not inspect.Parameter.empty}  # fmt: skip
+        fit_kw = keyword_defaults(fit)
         names = ("x", "y", "iterations", "validation", "metrics_every", "normalizing_const", "retries", "seed",
                  "use_gpus", "cache", "client", "db", "progress")  # fmt: skip
         fit_kw.update({name: kw[name] for name in names})

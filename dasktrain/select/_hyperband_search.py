@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import time
 from collections.abc import Mapping
 
+from .._params import keyword_defaults
 from ..errors import DataError
 from ..models._selection_result import FINISHED, STOPPED, SelectionResult
 from ._configs import model_configs
@@ -111,8 +111,7 @@ def hyperband(
         check_state_table(*checkpoint, resume)
     elif resume:
         raise DataError("resume=True needs checkpoint=(db, table) to resume from.")
-    defaults = {name: p.default for name, p in inspect.signature(fit_multiple).parameters.items()
-                if p.default is not inspect.Parameter.empty}  # fmt: skip
+    defaults = keyword_defaults(fit_multiple)
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(f"hyperband() got an unexpected keyword argument {unknown[0]!r}")
