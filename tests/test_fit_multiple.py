@@ -128,8 +128,10 @@ def test_a_worker_killed_mid_visit_is_re_queued_and_counted_once(db, digits):
 
 
 def test_a_diverging_configuration_is_marked_and_the_others_finish(db, client, digits):
+    # 1e300 is infinite in float32: every weight becomes inf or NaN at the first step (a finite rate
+    # can leave all ReLUs dead and the clipped loss finite)
     configs = dasktrain.model_configs(
-        mlp(), compile=COMPILE | {"optimizer": "sgd", "learning_rate": [0.05, 1e12]}, fit={"batch_size": 32}
+        mlp(), compile=COMPILE | {"optimizer": "sgd", "learning_rate": [0.05, 1e300]}, fit={"batch_size": 32}
     )
     search = _search(db, client, configs, validation=TEST)
     assert search.status == {1: "finished", 2: "diverged"}
