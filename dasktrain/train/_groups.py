@@ -24,12 +24,7 @@ def train_groups(partition, by: str, job: _worker.Job, initial: list, iterations
         clock, history = time.perf_counter(), []
         with slot.lock:
             model = slot.model
-            model.set_weights(initial)
-            for variable, start in zip(model.optimizer.variables, slot.initial_optimizer_state, strict=True):
-                variable.assign(start)
-            slot.holds = None
-            if slot.base_learning_rate is not None:
-                model.optimizer.learning_rate = slot.base_learning_rate
+            slot.start_from(initial)
             for iteration in range(1, iterations + 1):
                 seeds = None if job.seed is None else [job.seed, group_number(value), iteration]
                 metrics = _worker._train(model, data, job, None if seeds is None else np.random.default_rng(seeds))

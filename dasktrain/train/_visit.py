@@ -48,15 +48,15 @@ class VisitResult:
     worker: str
 
 
-@sizeof.register(VisitResult)
-def _sizeof_visit(result: VisitResult) -> int:
-    """The bytes of the model a visit returns, so Dask's memory and transfer accounting sees them."""
-    return sum(np.asarray(a).nbytes for a in (*result.state.weights, *(result.state.optimizer or ()))) + 1024
-
-
 @sizeof.register(ModelState)
 def _sizeof_state(state: ModelState) -> int:
+    """A model's bytes (weights and optimizer state), so Dask's memory and transfer accounting sees them."""
     return sum(np.asarray(a).nbytes for a in (*state.weights, *(state.optimizer or ()))) + 1024
+
+
+@sizeof.register(VisitResult)
+def _sizeof_visit(result: VisitResult) -> int:
+    return _sizeof_state(result.state)
 
 
 def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> VisitResult:
@@ -76,13 +76,7 @@ def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> V
     with slot.lock:
         model = slot.model
         rows = as_input(rows, model)
-        model.set_weights(state.weights)
-        optimizer = state.optimizer if state.optimizer is not None else slot.initial_optimizer_state
-        for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
-            variable.assign(value)
-        slot.holds = None  # a fit's segment state is no longer in the optimizer's variables
-        if slot.base_learning_rate is not None:  # a fit on this worker may have scaled it (SlowMo)
-            model.optimizer.learning_rate = slot.base_learning_rate
+        slot.start_from(state.weights, state.optimizer)
         rng = (
             None
             if job.seed is None

@@ -65,6 +65,17 @@ class _Slot:
         self.base_learning_rate = _settable_learning_rate(optimizer)
         self.holds: SegmentState | None = None  # whose state the optimizer's variables hold now
 
+    def start_from(self, weights, optimizer=None) -> None:
+        """Load ``weights`` and an optimizer state (default: the fresh one) at the compiled learning
+        rate, for a model trained outside a fit's rounds (a search's visit, a group). Hold the lock."""
+        self.model.set_weights(weights)
+        state = optimizer if optimizer is not None else self.initial_optimizer_state
+        for variable, value in zip(self.model.optimizer.variables, state, strict=True):
+            variable.assign(value)
+        self.holds = None  # a fit's segment state is no longer in the optimizer's variables
+        if self.base_learning_rate is not None:  # a fit on this worker may have scaled it (SlowMo)
+            self.model.optimizer.learning_rate = self.base_learning_rate
+
 
 def _settable_learning_rate(optimizer) -> float | None:
     """The compiled learning rate, or None when it is a schedule (left alone by learning-rate rules)."""
