@@ -132,9 +132,9 @@ def speed(client, db, configs, args, x_test, y_test) -> None:
 
     def tasks():
         parts = client.compute(dasktrain.read_table(db, TRAIN, columns=["x", "y"]).to_delayed())
-        futures = {c.mst_key: client.submit(train_alone, _json(c), c.compile_params, c.fit["batch_size"],
+        futures = {c.mst_key: client.submit(train_alone, c.model, c.compile_params, c.fit["batch_size"],
                                             args.iterations, *parts, pure=False) for c in configs}  # fmt: skip
-        return {k: (_json(configs[k - 1]), f.result()) for k, f in futures.items()}
+        return {k: (configs[k - 1].model, f.result()) for k, f in futures.items()}
 
     def one_after_another():
         out = {}
@@ -194,10 +194,6 @@ def search(client, db, configs, args, x_test, y_test) -> None:
 def _best_accuracy(result, x_test, y_test) -> float:
     """The test accuracy of the configuration the search chose (its best by validation loss)."""
     return test_accuracy(result.best.architecture, result.best.weights, x_test, y_test)
-
-
-def _json(config) -> str:
-    return config.model
 
 
 def main() -> None:
