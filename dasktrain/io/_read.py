@@ -5,10 +5,9 @@ from __future__ import annotations
 import io
 import logging
 import re
-import socket
 import uuid
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import dask.dataframe as dd
 import numpy as np
@@ -19,13 +18,13 @@ from psycopg2 import sql
 
 from .._names import TableName, identifier
 from ..errors import DataError, SchemaError
-from . import _direct, _disk, _pgbinary, _retrieve
+from . import _direct, _disk, _pgbinary, _retrieve, _split
 from ._catalog import array_metadata, table_info
 from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
 from ._database import Database, connect, open_connection, redact_text, transaction
 from ._retrieve import RetrieveCursor
 from ._retry import reason, retrying
-from ._segments import Segment, list_segments
+from ._segments import Segment, list_segments, workers_by_host
 from ._snapshot import ExportedSnapshot, use_snapshot
 from ._tensor_column import tensor_series
 
@@ -111,9 +110,38 @@ class SegmentReads:
     and the placement of each read on a worker of its segment's host, where known.
     """
 
-    def __init__(self, reader: SegmentReader, parts: list, meta: pd.DataFrame, placements, held, segments: list):
+    def __init__(
+        self, reader: SegmentReader, parts: list, meta: pd.DataFrame, placements, held, segments: list, *,
+        db: Database | None = None, segment_query: Callable[[Segment], sql.Composed] | None = None,
+        snapshot: bool = False,
+    ):  # fmt: skip
         self.reader, self.parts, self.meta, self.placements, self.held = reader, parts, meta, placements, held
         self.segments = segments  # the Segment of each part (estimated rows, host)
+        # What at_least needs to plan more reads: a segment's COPY, and whether its reads share a snapshot
+        self.db, self.segment_query, self.snapshot = db, segment_query, snapshot
+
+    def at_least(self, n: int) -> SegmentReads:
+        """These reads cut into ``n`` or more: each segment into ``ceil(n / len(segments))`` block ranges.
+
+        Same snapshot and locks; every row is read once. ``self`` when there are ``n`` reads already,
+        or on Greenplum, views and direct reads, which are read whole (see :mod:`dasktrain.io._split`).
+
+        Parameters
+        ----------
+        n : int
+            The fewest reads wanted: the number of training workers.
+
+        Returns
+        -------
+        SegmentReads
+            Its parts and segments numbered ``0..m-1``.
+
+        Examples
+        --------
+        >>> len(plan_reads(None, "fit_digits_train").at_least(4).parts)  # doctest: +SKIP
+        4
+        """
+        return _split.at_least(self, n)
 
     @property
     def specs(self) -> list[ColumnSpec]:
@@ -163,9 +191,8 @@ def plan_reads(
                 db, route, segments, direct, _select(query_prefix, name, where_sql)
             )
         local = route is not None and route.kind == "utility"
-        queries = [
-            _segment_query(query_prefix, seg, where_sql, local=local).as_string(cur.connection) for seg in segments
-        ]
+        segment_query = partial(_segment_query, query_prefix, where_sql=where_sql, local=local)
+        queries = [segment_query(seg).as_string(cur.connection) for seg in segments]
     if local:
         held = _direct.ShareLock.take(db, name)
     parts = [(k, query, route.dsns[k] if local else None, None) for k, query in enumerate(queries)]
@@ -180,7 +207,9 @@ def plan_reads(
     else:
         shared = ExportedSnapshot.export(db) if snapshot and len(queries) > 1 and not db.dialect.distributed else None
         reader = SegmentReader(db.dsn, specs, str(name), shared, held)
-    return SegmentReads(reader, parts, _meta(specs), placements, held, segments)
+    return SegmentReads(
+        reader, parts, _meta(specs), placements, held, segments, db=db, segment_query=segment_query, snapshot=snapshot
+    )
 
 
 def _endpoint_part(endpoint, dsn: str) -> tuple:
@@ -481,26 +510,3 @@ def _placements(parts: Sequence[Segment], client) -> _Placements | None:
     if not any(workers):
         return None
     return _Placements(client, workers)
-
-
-def workers_by_host(parts: Sequence[Segment], worker_addresses) -> list[list[str] | None]:
-    """For each segment, the worker addresses on its host (None where no worker is there).
-
-    >>> from dasktrain._names import TableName
-    >>> seg = Segment(0, 10, "127.0.0.1", TableName(None, "t"), gp_segment_id=0)
-    >>> workers_by_host([seg], ["tcp://127.0.0.1:4000", "tcp://10.9.9.9:4000"])
-    [['tcp://127.0.0.1:4000']]
-    """
-    by_ip: dict[str, list[str]] = {}
-    for address in worker_addresses:
-        host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-        by_ip.setdefault(_ip(host), []).append(address)
-    return [by_ip.get(_ip(seg.host)) if seg.host else None for seg in parts]
-
-
-@lru_cache(maxsize=256)
-def _ip(host: str) -> str:
-    try:
-        return socket.gethostbyname(host)
-    except OSError:
-        return host

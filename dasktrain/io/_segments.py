@@ -1,17 +1,27 @@
-"""Segments: the database's own unit of data distribution, and our unit of parallelism.
+"""Segments: the database's own unit of data distribution, and our unit of I/O and scoring.
+
+A segment is one read, one Dask partition, one scoring task. It is not the unit of training:
+that is the *replica* (one per training worker by default), which trains on all the segments its
+worker holds.
 
 - Greenplum / Cloudberry: the primary segments (``gp_segment_configuration``); a segment's
   rows are ``WHERE gp_segment_id = k`` and its host is known, so Dask can read it nearby.
 - PostgreSQL, partitioned table (our loaders make ``PARTITION BY HASH (id)``): one segment
   per leaf partition.
 - PostgreSQL, plain table: ``n`` ranges of disk blocks, read with TID range scans.
+
+On PostgreSQL a segment can be cut into block ranges of its relation (:meth:`Segment.split`), so
+that a table with fewer segments than training workers still gives every worker rows to read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from psycopg2 import sql
 
@@ -68,6 +78,24 @@ class Segment:
                 return lower
             return sql.SQL("{} AND ctid < {}::tid").format(lower, sql.Literal(f"({stop},0)"))
         return None
+
+    def split(self, pages: int, k: int) -> list[Segment]:
+        """This segment as at most ``k`` block ranges of :attr:`relation`, which has ``pages`` blocks.
+
+        A segment without :attr:`blocks` (a leaf partition) covers blocks ``(0, None)``. The pieces
+        keep this segment's :attr:`id` (renumber them) and share its :attr:`rows` by blocks. Only
+        for a relation whose rows have a ``ctid`` on disk (a PostgreSQL table, not a view).
+
+        >>> seg = Segment(0, 90, None, TableName(None, "t_seg0"))
+        >>> [(s.blocks, s.rows) for s in seg.split(9, 3)]
+        [((0, 3), 30), ((3, 6), 30), ((6, None), 30)]
+        >>> seg.split(1, 3) == [seg]
+        True
+        """
+        ranges = split_blocks(self.blocks or (0, None), pages, self.rows, k)
+        if len(ranges) == 1:
+            return [self]
+        return [dataclasses.replace(self, rows=rows, blocks=blocks) for blocks, rows in ranges]
 
 
 def segments(
@@ -219,6 +247,31 @@ def block_ranges(pages: int, tuples: float, n: int) -> list[tuple[tuple[int, int
     return ranges
 
 
+def split_blocks(
+    blocks: tuple[int, int | None], pages: int, rows: int, k: int
+) -> list[tuple[tuple[int, int | None], int]]:
+    """Cut the half-open block range ``blocks`` into at most ``k`` near-equal ranges, sharing ``rows`` by blocks.
+
+    ``pages`` is the relation's size in blocks: an open-ended range (``(start, None)``) is cut up to
+    there, and its last piece stays open-ended so rows beyond are not missed. The pieces cover
+    exactly the blocks of ``blocks``, each once, and their rows add up to ``rows``.
+
+    >>> split_blocks((0, 10), 10, 100, 3)
+    [((0, 3), 30), ((3, 6), 30), ((6, 10), 40)]
+    >>> split_blocks((4, None), 10, 60, 3)
+    [((4, 6), 20), ((6, 8), 20), ((8, None), 20)]
+    >>> split_blocks((4, None), 4, 7, 3)  # no block known past the start: kept whole
+    [((4, None), 7)]
+    """
+    start, stop = blocks
+    span = (stop if stop is not None else max(start, pages)) - start
+    k = max(1, min(k, span))
+    bounds = [start + i * span // k for i in range(k + 1)]
+    shares = [round(rows * (b - start) / span) if span else rows for b in bounds]  # cumulative rows at each bound
+    shares[0] = 0
+    return [((bounds[i], stop if i == k - 1 else bounds[i + 1]), shares[i + 1] - shares[i]) for i in range(k)]
+
+
 def _default_parallelism() -> int:
     try:
         from distributed import get_client
@@ -226,3 +279,26 @@ def _default_parallelism() -> int:
         return max(1, len(get_client().nthreads()))
     except (ImportError, ValueError):
         return os.cpu_count() or 1
+
+
+def workers_by_host(parts: Sequence[Segment], worker_addresses) -> list[list[str] | None]:
+    """For each segment, the worker addresses on its host (None where no worker is there).
+
+    >>> from dasktrain._names import TableName
+    >>> seg = Segment(0, 10, "127.0.0.1", TableName(None, "t"), gp_segment_id=0)
+    >>> workers_by_host([seg], ["tcp://127.0.0.1:4000", "tcp://10.9.9.9:4000"])
+    [['tcp://127.0.0.1:4000']]
+    """
+    by_ip: dict[str, list[str]] = {}
+    for address in worker_addresses:
+        host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        by_ip.setdefault(_ip(host), []).append(address)
+    return [by_ip.get(_ip(seg.host)) if seg.host else None for seg in parts]
+
+
+@lru_cache(maxsize=256)
+def _ip(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
