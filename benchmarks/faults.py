@@ -107,7 +107,7 @@ def fit_killed(db, client, args) -> list[str]:
         plain_results.append(train())
 
     def faulted():
-        killer = threading.Thread(target=kill_worker_running, args=(client, f"train-segment-{kill_at}-"))
+        killer = threading.Thread(target=kill_worker_running, args=(client, f"train-replica-{kill_at}-"))
         killer.start()
         result = train()
         killer.join()

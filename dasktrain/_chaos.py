@@ -19,7 +19,7 @@ class KillWorkerOn(WorkerPlugin):
     Parameters
     ----------
     prefix : str
-        Start of the task keys to watch (``"train-segment-3-"``, ``"_score_and_write"``).
+        Start of the task keys to watch (``"train-replica-3-"``, ``"_score_and_write"``).
     state : str, default "executing"
         The worker task state: ``"executing"`` (the task started) or ``"memory"`` (it finished and
         its result is on this worker).
@@ -71,7 +71,7 @@ def kill_worker_running(client, prefix: str, timeout: float = 120.0) -> str:
 
     Returns the worker's address.
 
-    >>> kill_worker_running(client, "train-segment-3-")  # doctest: +SKIP
+    >>> kill_worker_running(client, "train-replica-3-")  # doctest: +SKIP
     'tcp://127.0.0.1:40331'
     """
     pids = client.run(os.getpid)

@@ -22,6 +22,7 @@ FIT_KEYS = {
     "validation",
     "metrics_every",
     "sync_every",
+    "replicas",
     "normalizing_const",
     "early_stopping",
     "model_table",

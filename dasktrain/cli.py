@@ -105,7 +105,7 @@ def _segments_arguments(p):
 
 @command(
     "segments",
-    "list a table's segments (the units read and trained in parallel)",
+    "list a table's segments (the units read and scored in parallel)",
     "dasktrain segments fashion_mnist_train",
 )(_segments_arguments)
 def _segments(args) -> int:
@@ -142,7 +142,7 @@ def _demo_arguments(p):
     from .strategies import STRATEGIES
 
     p.add_argument(
-        "--strategy", default="slowmo", type=str.lower, choices=sorted(STRATEGIES), help="how segments' models merge"
+        "--strategy", default="slowmo", type=str.lower, choices=sorted(STRATEGIES), help="how replicas' models merge"
     )
     p.add_argument("--segments", type=int, default=4, help="segments to load the data into (default: 4)")
     p.add_argument("--iterations", type=int, default=3, help="training rounds (default: 3)")
@@ -180,6 +180,7 @@ def _demo(args) -> int:
 
 def _fit_arguments(p):
     from .strategies import STRATEGIES
+    from .train._replicas import parse_replicas
 
     p.add_argument("--job", help="YAML file with the parameters of dasktrain.fit (flags override it)")
     p.add_argument("--data", help="training table")
@@ -199,7 +200,12 @@ def _fit_arguments(p):
     p.add_argument("--beta", type=float, help="EASGD beta (default 0.9); only with --strategy easgd")
     p.add_argument("--validation", help="validation table")
     p.add_argument("--metrics-every", type=int, help="evaluate validation every k iterations (default 1)")
-    p.add_argument("--sync-every", type=int, help="make a round k minibatches per segment")
+    p.add_argument("--sync-every", type=int, help="make a round k minibatches per replica")
+    p.add_argument(
+        "--replicas",
+        type=parse_replicas,
+        help="models trained in parallel: a number, or 'segments' for one per segment (default: one per worker)",
+    )
     p.add_argument("--normalizing-const", type=float, help="divide features by it (e.g. 255)")
     p.add_argument("--model-table", help="model table to save the result in (checked before training starts)")
     p.add_argument("--name", help="model name (default: model)")
@@ -223,6 +229,7 @@ def _fit(args) -> int:
     from ._params import parse_params
     from .models._model_store import check_model_table
     from .strategies import strategy_named
+    from .train._replicas import parse_replicas
 
     params = _merge_job(
         args, FIT_KEYS, "fit", ["data", "model_arch_table", "model_id", "compile", "iterations", "model_table"]
@@ -248,6 +255,7 @@ def _fit(args) -> int:
             validation=params.get("validation"),
             metrics_every=params.get("metrics_every", 1),
             sync_every=params.get("sync_every"),
+            replicas=parse_replicas(params.get("replicas")),
             normalizing_const=params.get("normalizing_const", 1.0),
             early_stopping=params.get("early_stopping"),
             checkpoint=checkpoint,

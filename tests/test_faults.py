@@ -49,7 +49,7 @@ def _rows_and_distinct(db, table):
 def test_fit_survives_a_worker_killed_mid_round(db, digits):
     with own_cluster() as (_, client):
         baseline = _fit(db, client, validation=SOURCE)
-        killer = in_background(lambda: kill_worker_running(client, "train-segment-3-"))
+        killer = in_background(lambda: kill_worker_running(client, "train-replica-3-"))
         faulted = _fit(db, client, validation=SOURCE)
         killer.join()
     assert killer.error is None
@@ -64,7 +64,7 @@ def test_fit_survives_a_worker_killed_mid_round(db, digits):
 @pytest.mark.parametrize("strategy", [dasktrain.EASGD(alpha=0.5, beta=0.9), dasktrain.Ensemble()], ids=repr)
 def test_strategies_that_keep_segment_weights_survive_a_killed_worker(db, digits, strategy):
     with own_cluster() as (_, client):
-        killer = in_background(lambda: kill_worker_running(client, "train-segment-2-"))
+        killer = in_background(lambda: kill_worker_running(client, "train-replica-2-"))
         result = _fit(db, client, iterations=4, strategy=strategy, validation=SOURCE)
         killer.join()
     assert killer.error is None
@@ -76,7 +76,7 @@ def test_strategies_that_keep_segment_weights_survive_a_killed_worker(db, digits
 @pytest.mark.slow
 def test_a_segment_that_kills_its_worker_every_time_ends_fit_naming_it(db, digits, table_name):
     with own_cluster() as (_, client):
-        client.register_plugin(KillWorkerOn("train-segment-2-", suffix="-1"))  # segment 1, iteration 2
+        client.register_plugin(KillWorkerOn("train-replica-2-", suffix="-1"))  # segment 1, iteration 2
         with pytest.raises(SegmentFailedError) as info:
             _fit(db, client, iterations=3, retries=1, checkpoint=(db, table_name, "m"))
     message = str(info.value)
@@ -89,7 +89,7 @@ def test_losing_every_worker_ends_fit_with_a_clear_error(db, digits, table_name)
     with dask.config.set({"dasktrain.worker-timeout": 3}), own_cluster(n_workers=1) as (cluster, client):
 
         def stop_all_workers():
-            wait_until(lambda: any(str(k).startswith("train-segment-2-") for k in _processing(client)))
+            wait_until(lambda: any(str(k).startswith("train-replica-2-") for k in _processing(client)))
             cluster.scale(0)
 
         stopper = in_background(stop_all_workers)
@@ -301,15 +301,10 @@ def test_a_stale_pid_file_left_by_sigkill_does_not_keep_the_server_running(tmp_p
 # -- a worker joining mid-fit -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_segments_move_to_a_worker_that_joins_with_their_optimizer_state(db, digits, trained, table_name):
-    start = mlp(seed=5).get_weights()
-    options = dict(iterations=4, fit={"shuffle": False, "batch_size": 64}, initial_weights=start)
-    with own_cluster(n_workers=1) as (_, client):
-        alone = _fit(db, client, **options)
-    dasktrain.save_model(db, table_name, trained, name="other")  # the checkpoint table exists...
+def _fit_while_a_worker_joins(db, table_name, **options):
+    """A fit that starts on one worker; a second joins during its first checkpoint."""
     locker = db.connection()
-    with locker.cursor() as cur:  # ... and its first checkpoint save will wait until a worker has joined
+    with locker.cursor() as cur:  # the checkpoint table exists, and its first save waits until a worker has joined
         cur.execute(f"LOCK TABLE {table_name}_summary IN ACCESS EXCLUSIVE MODE")
 
     def add_a_worker_during_the_first_checkpoint():
@@ -324,10 +319,30 @@ def test_segments_move_to_a_worker_that_joins_with_their_optimizer_state(db, dig
         grower.join()
     locker.close()
     assert grower.error is None, grower.error
-    assert [h["moved"] for h in joined.history] == [[], [1], [], []]
-    # The moved segment carried its Adam moments: training is exactly what one worker would do.
+    return joined
+
+
+@pytest.mark.slow
+def test_a_replica_moves_to_a_worker_that_joins_with_its_optimizer_state(db, digits, trained, table_name):
+    start = mlp(seed=5).get_weights()
+    options = dict(iterations=4, fit={"shuffle": False, "batch_size": 64}, initial_weights=start, replicas=2)
+    with own_cluster(n_workers=1) as (_, client):
+        alone = _fit(db, client, **options)
+    dasktrain.save_model(db, table_name, trained, name="other")
+    joined = _fit_while_a_worker_joins(db, table_name, **options)
+    moved = [h["moved"] for h in joined.history]
+    assert moved[0] == moved[2] == moved[3] == [] and len(moved[1]) == 1
+    # The moved replica carried its Adam moments: training is exactly what one worker would do.
     for a, b in zip(alone.weights, joined.weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_by_default_a_worker_that_joins_trains_a_replica_of_its_own(db, digits, trained, table_name):
+    dasktrain.save_model(db, table_name, trained, name="other")
+    joined = _fit_while_a_worker_joins(db, table_name, iterations=4)
+    assert [h["replicas"] for h in joined.history] == [1, 2, 2, 2]
+    assert [h["rows"] for h in joined.history] == [1400] * 4 and joined.num_replicas == 2
 
 
 def test_the_workers_are_seen_while_the_client_refreshes_its_cached_view(client):

@@ -123,8 +123,8 @@ def test_checkpoints_keep_each_segments_optimizer_state_and_pruning_removes_it(d
 
     _fit(db, client, iterations=3, checkpoint=(db, table_name, "m"), strategy=SlowMo(warmup=0))
     saved = load_result(db, table_name, "m")
-    assert sorted(saved.segment_states) == [0, 1] and saved.outer_state is not None
-    state = saved.segment_states[0]
+    assert sorted(saved.replica_states) == [0, 1] and saved.outer_state is not None
+    state = saved.replica_states[0]
     assert state.iteration == 3 and len(state.optimizer) == 2 + 2 * len(saved.weights)  # iteration, lr, m, v
     # The learning rate the segments used: Adam's 0.01 scaled by the 2 segments (the linear rule).
     assert float(state.optimizer[1]) == pytest.approx(0.02, rel=1e-6)

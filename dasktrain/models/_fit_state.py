@@ -1,4 +1,4 @@
-"""What a fit carries between rounds besides the model: each segment's state, as data.
+"""What a fit carries between rounds besides the model: each replica's state, as data.
 
 Defined below both the training code (which keeps and moves it) and the model tables (which
 save it with checkpoints), so neither imports the other. Stored as ``.npz`` bytes, read back with
@@ -16,18 +16,18 @@ from ..errors import DataError
 
 
 @dataclass
-class SegmentState:
-    """What one segment carries from round to round on the worker that trains it.
+class ReplicaState:
+    """What one replica carries from round to round on the worker that trains it.
 
-    >>> state = SegmentState(3, [np.zeros(2)], cursor=5)
-    >>> SegmentState.from_bytes(state.to_bytes(), 3, 5).optimizer[0].tolist()
+    >>> state = ReplicaState(3, [np.zeros(2)], cursor=5)
+    >>> ReplicaState.from_bytes(state.to_bytes(), 3, 5).optimizer[0].tolist()
     [0.0, 0.0]
     """
 
     iteration: int
     optimizer: list[np.ndarray]
-    cursor: int = 0  # where the next ``sync_every`` round starts in the segment's rows
-    weights: list[np.ndarray] | None = None  # the segment's own weights (EASGD, Ensemble)
+    cursor: int = 0  # where the next ``sync_every`` round starts in the replica's rows
+    weights: list[np.ndarray] | None = None  # the replica's own weights (EASGD, Ensemble)
 
     def to_bytes(self) -> bytes:
         arrays = {f"optimizer_{i}": np.asarray(v) for i, v in enumerate(self.optimizer)}
@@ -35,7 +35,7 @@ class SegmentState:
         return arrays_to_bytes(arrays)
 
     @classmethod
-    def from_bytes(cls, data: bytes, iteration: int, cursor: int) -> SegmentState:
+    def from_bytes(cls, data: bytes, iteration: int, cursor: int) -> ReplicaState:
         arrays = arrays_from_bytes(data)
         optimizer = _numbered(arrays, "optimizer")
         weights = _numbered(arrays, "weights") or None

@@ -39,7 +39,7 @@ _SUMMARY_COLUMNS = """
     training_metrics double precision[], training_loss double precision[],
     validation_metrics_final double precision, validation_loss_final double precision,
     validation_metrics double precision[], validation_loss double precision[], metrics_iters integer[],
-    strategy text, strategy_params json, num_segments integer, num_rows bigint, members integer,
+    strategy text, strategy_params json, num_segments integer, num_replicas integer, num_rows bigint, members integer,
     history json, devices json, created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, version)
 """
@@ -109,7 +109,7 @@ def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
 
 
 #: Summary columns added after the first release, and their types.
-_LATER_COLUMNS = {"devices": "json"}
+_LATER_COLUMNS = {"devices": "json", "num_replicas": "integer"}
 
 
 def save_model(
@@ -121,7 +121,7 @@ def save_model(
     description: str | None = None,
     status: str = FINAL,
     keep: int | None = None,
-    segment_states: dict | None = None,
+    replica_states: dict | None = None,
 ) -> int:
     """Write a trained model as the next version of ``name`` in a MADlib-compatible model table.
 
@@ -144,8 +144,8 @@ def save_model(
     keep : int, optional
         With ``status="checkpoint"``: delete older checkpoint versions of ``name`` in the same
         transaction so that only the newest ``keep`` remain (final versions are never deleted).
-    segment_states : dict, optional
-        Each segment's optimizer state (``fit`` passes them with its checkpoints), kept in
+    replica_states : dict, optional
+        Each replica's optimizer state (``fit`` passes them with its checkpoints), kept in
         ``<table>_fit_state`` with the strategy's own state so that ``resume`` continues exactly.
 
     Returns
@@ -188,8 +188,8 @@ def save_model(
                 ),
                 list(values.values()),
             )
-            if segment_states or result.outer_state is not None:
-                write_states(cur, db.dialect, table_name, model_name, version, segment_states or {},
+            if replica_states or result.outer_state is not None:
+                write_states(cur, db.dialect, table_name, model_name, version, replica_states or {},
                              result.outer_state)  # fmt: skip
             if status == CHECKPOINT and keep is not None:
                 _prune_checkpoints(cur, table_name, summary, model_name, keep)
@@ -229,6 +229,7 @@ def _summary_values(result: TrainingResult, table: TableName, name: str, status:
         "strategy": result.strategy.name,
         "strategy_params": json.dumps(result.strategy.params()),
         "num_segments": result.num_segments,
+        "num_replicas": result.num_replicas,
         "num_rows": result.num_rows,
         "members": len(weights),
         "history": result.history_json(),
@@ -400,7 +401,7 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
     strategy = strategy_named(s["strategy"], **(s["strategy_params"] or {}))
     history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
     with db.cursor() as cur:
-        segment_states, outer_state = read_states(cur, TableName.parse(table), s["name"], s["version"])
+        replica_states, outer_state = read_states(cur, TableName.parse(table), s["name"], s["version"])
     return TrainingResult(
         architecture=architecture,
         members=members,
@@ -413,10 +414,11 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
         source_table=s["source_table"],
         num_rows=s["num_rows"] or 0,
         num_segments=s["num_segments"] or 0,
+        num_replicas=s.get("num_replicas") or 0,
         start_time=s["start_training_time"],
         end_time=s["end_training_time"],
         outer_state=outer_state,
-        segment_states=segment_states or None,
+        replica_states=replica_states or None,
     )
 
 

@@ -24,12 +24,12 @@ class TrainingResult:
         One weight list per ensemble member (a single entry for other strategies).
     history : list of dict
         One entry per iteration: ``iteration``, ``elapsed`` (seconds since the start),
-        ``training`` (row-weighted mean of the segments' loss and metrics over the round) and,
+        ``training`` (row-weighted mean of the replicas' loss and metrics over the round) and,
         every ``metrics_every`` iterations when validation data is given, ``validation``
         (loss and metrics of the merged model on the validation data); ``rows``, the rows the
-        reducer merged (each segment counted once); ``retries``, how many times the round was
-        run again after losing workers; and ``moved``, the segments moved (with their state) to
-        another worker before the round, to even out the workers.
+        reducer merged (each row counted once); ``replicas``, the models trained in parallel;
+        ``retries``, how many times the round was run again after losing workers; and ``moved``,
+        the segments moved to another worker before the round, to the replica that trains on them.
 
     Examples
     --------
@@ -54,18 +54,19 @@ class TrainingResult:
     metrics_every: int = 1
     num_rows: int = 0
     num_segments: int = 0
+    num_replicas: int = 0  # models trained in parallel each round (members of an ensemble)
     model_arch_table: str | None = None
     model_id: int | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
     stopped_early: bool = False
     outer_state: list | None = None  # the strategy's own state after the last round (SlowMo's momentum)
-    segment_states: dict | None = None  # {segment: SegmentState} of a checkpoint, for an exact resume
+    replica_states: dict | None = None  # {replica: ReplicaState} of a checkpoint, for an exact resume
     devices: list | None = None  # what the segments trained on: [{"host", "device", "memory_limit_mib", ...}]
     mst_key: int | None = None  # the configuration, in a fit_multiple search
 
     def __repr__(self) -> str:
-        """One line: strategy, iterations, rows, segments, parameters and the last round's metrics."""
+        """One line: strategy, iterations, rows, segments, replicas, parameters and the last round's metrics."""
         last = self.history[-1] if self.history else {}
         metrics = [
             f"{part}_{name}={value:.4f}"
@@ -76,7 +77,7 @@ class TrainingResult:
         members = f", members={len(self.members)}" if self.strategy.is_ensemble else ""
         return (
             f"TrainingResult(strategy={self.strategy.name}, iterations={self.iterations}, rows={self.num_rows}, "
-            f"segments={self.num_segments}, parameters={parameters}{members}"
+            f"segments={self.num_segments}, replicas={self.num_replicas}, parameters={parameters}{members}"
             + "".join(f", {m}" for m in metrics)
             + (", stopped_early=True" if self.stopped_early else "")
             + ")"

@@ -1,8 +1,10 @@
 """The ``<model table>_fit_state`` side table: what a checkpoint needs to continue exactly.
 
-One row per (name, version, segment): the segment's optimizer variables (and, for EASGD and
+One row per (name, version, replica): the replica's optimizer variables (and, for EASGD and
 ensembles, its own weights) as ``.npz`` bytes, with its iteration and its place in the data; the
-strategy's own state (SlowMo's momentum) is the row of segment -1. MADlib's tools ignore the
+strategy's own state (SlowMo's momentum) is the row numbered -1. The column holding the replica's
+number is called ``segment``, as it was when every segment was a replica: tables written then
+still read. MADlib's tools ignore the
 table; :func:`~dasktrain.delete_model` and checkpoint pruning keep it in step with the model table.
 """
 
@@ -12,10 +14,10 @@ from psycopg2 import sql
 
 from .._names import TableName
 from ..io._catalog import exists
-from ._fit_state import SegmentState
+from ._fit_state import ReplicaState
 
 SUFFIX = "_fit_state"
-OUTER = -1  # the segment number of the strategy's own state
+OUTER = -1  # the row number of the strategy's own state
 
 
 def state_table(model_table: TableName) -> TableName:
@@ -36,20 +38,20 @@ def create_sql(dialect, table: TableName) -> sql.Composed:
     ).format(table.sql, dialect.distribution("name"))
 
 
-def write_states(cur, dialect, model_table: TableName, name: str, version: int, segments: dict, outer) -> None:
-    """Store the segments' states and the strategy's state of one version (inside the caller's transaction)."""
+def write_states(cur, dialect, model_table: TableName, name: str, version: int, replicas: dict, outer) -> None:
+    """Store the replicas' states and the strategy's state of one version (inside the caller's transaction)."""
     table = state_table(model_table)
     cur.execute(create_sql(dialect, table))
-    rows = [(segment, s.iteration, s.cursor, s.to_bytes()) for segment, s in sorted(segments.items())]
+    rows = [(segment, s.iteration, s.cursor, s.to_bytes()) for segment, s in sorted(replicas.items())]
     if outer is not None:
-        rows.append((OUTER, 0, 0, SegmentState(0, list(outer)).to_bytes()))
+        rows.append((OUTER, 0, 0, ReplicaState(0, list(outer)).to_bytes()))
     insert = sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s)").format(table.sql)
     for segment, iteration, cursor, data in rows:
         cur.execute(insert, (name, version, segment, iteration, cursor, data))
 
 
-def read_states(cur, model_table: TableName, name: str, version: int) -> tuple[dict[int, SegmentState], list | None]:
-    """``({segment: SegmentState}, the strategy's state or None)`` of one version; empty when none was saved."""
+def read_states(cur, model_table: TableName, name: str, version: int) -> tuple[dict[int, ReplicaState], list | None]:
+    """``({replica: ReplicaState}, the strategy's state or None)`` of one version; empty when none was saved."""
     table = state_table(model_table)
     if not exists(cur, table):
         return {}, None
@@ -59,7 +61,7 @@ def read_states(cur, model_table: TableName, name: str, version: int) -> tuple[d
     )
     segments, outer = {}, None
     for segment, iteration, cursor, data in cur.fetchall():
-        state = SegmentState.from_bytes(data, iteration, cursor)
+        state = ReplicaState.from_bytes(data, iteration, cursor)
         if segment == OUTER:
             outer = state.optimizer
         else:

@@ -18,8 +18,8 @@ from ..runtime._guard import cluster_workers, wait_for_workers
 from ..runtime._placement import resolve_use_gpus, task_options
 from ..train import _worker
 from ..train._cache import choose_cache
+from ..train._cluster_segments import ClusterSegments, planned_reads
 from ..train._fit import _Plan, class_values, fit
-from ..train._training import ClusterSegments, _reads
 from ._configs import ModelConfig
 from ._hopper import HoppingModel, ModelHopper
 
@@ -175,12 +175,12 @@ class Search:
             self.start_time = datetime.now().astimezone()
             self.train = self.validation = None
             try:
-                cache = choose_cache(base.cache, _reads(base.data), base.features, holders)
+                cache = choose_cache(base.cache, planned_reads(base.data), base.features, holders)
                 self.train = ClusterSegments.prepare(client, base.data, base, "data", placed, cache)
                 for plan in self.plans.values():
                     plan.check(self.train.stats, "data")
                 if base.validation is not None:
-                    cache = choose_cache(base.cache, _reads(base.validation), base.features, holders)
+                    cache = choose_cache(base.cache, planned_reads(base.validation), base.features, holders)
                     self.validation = ClusterSegments.prepare(
                         client, base.validation, base, "validation", placed, cache
                     )

@@ -1,4 +1,4 @@
-"""How per-segment models are merged each round: one class per strategy."""
+"""How the replicas' models are merged each round: one class per strategy."""
 
 from .averaging import Averaging
 from .base import Strategy, WeightedSum

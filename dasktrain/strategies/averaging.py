@@ -4,9 +4,9 @@ from .base import Strategy
 
 
 class Averaging(Strategy):
-    """Row-weighted model averaging: after each round, every segment starts from Σ nᵢ·wᵢ / Σ nᵢ.
+    """Row-weighted model averaging: after each round, every replica starts from Σ nᵢ·wᵢ / Σ nᵢ.
 
-    ``nᵢ`` is the number of rows of segment ``i``, so segments of unequal size count in
+    ``nᵢ`` is the number of rows of replica ``i``, so replicas of unequal size count in
     proportion to their data.
 
     Examples

@@ -12,7 +12,7 @@ Weights = list[np.ndarray]
 
 @dataclass
 class WeightedSum:
-    """Σ nᵢ·wᵢ (in float64) and Σ nᵢ over the segments merged so far, with their metrics."""
+    """Σ nᵢ·wᵢ (in float64) and Σ nᵢ over the replicas merged so far, with their metrics."""
 
     total: Weights
     rows: int
@@ -42,21 +42,21 @@ class WeightedSum:
 
 
 class Strategy:
-    """Base class: how per-segment models are merged at the end of each round.
+    """Base class: how the replicas' models are merged at the end of each round.
 
     Subclasses define :meth:`center` (the merged model from the previous center and the
-    row-weighted mean of the segments' models) and :meth:`local` (where each segment starts the
+    row-weighted mean of the replicas' models) and :meth:`local` (where each replica starts the
     next round). A strategy with state of its own between rounds (an outer optimizer's momentum)
-    defines :meth:`update` instead of :meth:`center`, and one that changes the segments' learning
+    defines :meth:`update` instead of :meth:`center`, and one that changes the replicas' learning
     rate defines :meth:`inner_learning_rate`.
     """
 
     name = "strategy"
-    #: Whether each segment keeps its own weights between rounds.
+    #: Whether each replica keeps its own weights between rounds.
     keeps_local_weights = False
     #: Whether the result is several member models rather than one.
     is_ensemble = False
-    #: Whether all data is trained by one worker as one segment.
+    #: Whether all data is trained by one worker as one replica.
     centralized = False
 
     def validate(self) -> None:
@@ -72,8 +72,8 @@ class Strategy:
     def local(self, local: Weights, center: Weights) -> Weights:
         return center
 
-    def inner_learning_rate(self, base: float, segments: int, iteration: int) -> float:
-        """The learning rate each segment's optimizer uses in ``iteration`` (1-based), given the compiled one."""
+    def inner_learning_rate(self, base: float, replicas: int, iteration: int) -> float:
+        """The learning rate each replica's optimizer uses in ``iteration`` (1-based), given the compiled one."""
         return base
 
     def params(self) -> dict:

@@ -5,7 +5,7 @@ from .base import Strategy, Weights
 
 
 class EASGD(Strategy):
-    """Elastic averaging SGD: segments keep their own weights, pulled towards a moving center.
+    """Elastic averaging SGD: replicas keep their own weights, pulled towards a moving center.
 
     At the end of each round::
 
@@ -17,9 +17,9 @@ class EASGD(Strategy):
     Parameters
     ----------
     alpha : float, default 0.01
-        How far each segment's weights move towards the center, in [0, 1].
+        How far each replica's weights move towards the center, in [0, 1].
     beta : float, default 0.9
-        How far the center moves towards the segments' row-weighted mean, in [0, 1].
+        How far the center moves towards the replicas' row-weighted mean, in [0, 1].
 
     Examples
     --------

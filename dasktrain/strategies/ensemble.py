@@ -4,9 +4,9 @@ from .base import Strategy, Weights
 
 
 class Ensemble(Strategy):
-    """Independent per-segment models; the prediction is the mean of the members' probabilities.
+    """Independent replicas' models; the prediction is the mean of the members' probabilities.
 
-    The result keeps one member per segment; :func:`dasktrain.load_model` returns one Keras model
+    The result keeps one member per replica; :func:`dasktrain.load_model` returns one Keras model
     that averages them.
 
     Examples

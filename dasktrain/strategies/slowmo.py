@@ -13,7 +13,7 @@ LR_SCALINGS = ("sqrt", "linear", None)
 class SlowMo(Strategy):
     """Averaging with an outer optimizer: momentum on each round's change of the merged model.
 
-    Each round the segments train from the center; the row-weighted mean of their models gives a
+    Each round the replicas train from the center; the row-weighted mean of their models gives a
     pseudo-gradient ``g = center − mean``, and the center takes a step of SGD with momentum on it::
 
         v ← momentum · v + g
@@ -25,12 +25,13 @@ class SlowMo(Strategy):
     :class:`Averaging`.
     The momentum ``v`` is kept with the center, and saved in checkpoints.
 
-    Each segment takes 1/k of the optimizer steps of one process per epoch (k segments), so the
-    segments' learning rate is scaled up: by k (``lr_scaling="linear"``, the default) or √k
+    Each replica takes 1/k of the optimizer steps of one process per epoch (k replicas), so the
+    replicas' learning rate is scaled up: by k (``lr_scaling="linear"``, the default) or √k
     (``"sqrt"``), reached linearly over the first ``warmup`` rounds (the linear scaling rule with
     gradual warm-up of Goyal et al., 2017). ``lr_scaling=None`` keeps the compiled rate; learning-rate
     schedules are left alone. Measured on Fashion-MNIST (``benchmarks/time_to_accuracy.py``), the
-    linear rule matched one process's accuracy per epoch at 4 and 8 segments, better than √k.
+    linear rule matched one process's accuracy per epoch at 4 and 8 replicas, better than √k. The
+    rule counts replicas, not segments: a table's layout does not change it.
 
     Parameters
     ----------
@@ -46,7 +47,7 @@ class SlowMo(Strategy):
     --------
     >>> SlowMo()
     SlowMo(outer_lr=0.7, momentum=0.9, nesterov=True, lr_scaling='linear', warmup=2)
-    >>> [round(SlowMo().inner_learning_rate(0.001, segments=4, iteration=i), 6) for i in (1, 2, 3)]
+    >>> [round(SlowMo().inner_learning_rate(0.001, replicas=4, iteration=i), 6) for i in (1, 2, 3)]
     [0.002, 0.003, 0.004]
     """
 
@@ -89,8 +90,8 @@ class SlowMo(Strategy):
             new_velocity.append(v.astype(np.float32))
         return center, new_velocity
 
-    def inner_learning_rate(self, base: float, segments: int, iteration: int) -> float:
-        factor = {"sqrt": math.sqrt(segments), "linear": float(segments), None: 1.0}[self.lr_scaling]
+    def inner_learning_rate(self, base: float, replicas: int, iteration: int) -> float:
+        factor = {"sqrt": math.sqrt(replicas), "linear": float(replicas), None: 1.0}[self.lr_scaling]
         if self.warmup and iteration <= self.warmup:
             factor = 1.0 + (factor - 1.0) * iteration / (self.warmup + 1)
         return base * factor

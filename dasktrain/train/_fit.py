@@ -1,4 +1,4 @@
-"""``fit``: per-segment Keras training on Dask workers, merged each round by a cluster-side reducer."""
+"""``fit``: Keras training of replicas on Dask workers, merged each round by a cluster-side reducer."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..runtime._cluster import client_or_local
 from ..strategies import SlowMo, Strategy
 from ._cache import check_cache
 from ._early_stopping import EarlyStopping
+from ._replicas import check_replicas
 
 
 def fit(
@@ -30,6 +31,7 @@ def fit(
     fit=None,
     iterations: int,
     strategy: Strategy | None = None,
+    replicas: int | str | None = None,
     validation=None,
     metrics_every: int = 1,
     initial_weights=None,
@@ -48,18 +50,21 @@ def fit(
     db=None,
     progress: bool = True,
 ) -> TrainingResult:
-    """Train a Keras model on every segment of the data in parallel, merging the models each round.
+    """Train a Keras model on the data in parallel, one replica per worker, merging the replicas each round.
 
-    Each iteration, every partition (segment) trains locally on the worker that holds it — one
-    pass over its rows by default — then the cluster merges the segments' models with
-    ``strategy``. Partitions are read once per ``fit`` and stay in worker memory. Each worker
-    process builds the Keras model once and reuses it; only weights change between rounds. Each
-    segment keeps its own optimizer state (Adam's moments, say) across rounds, as MADlib's fit
-    does; it is not saved in checkpoints. Empty segments are skipped.
+    The data is read once per ``fit``, one partition per database segment, and stays in worker
+    memory (or on the workers' disks). The segments are grouped into *replicas*, rows evened out:
+    by default one per worker that trains, whatever the number of segments. Each iteration, every
+    replica trains on its segments' rows as one stream, shuffled together (one pass by default),
+    on the worker holding them; then the cluster merges the replicas' models with ``strategy``.
+    Each worker process builds the Keras model once and reuses it; only weights change between
+    rounds. Each replica keeps its own optimizer state (Adam's moments, say) across rounds, saved
+    with checkpoints. Empty segments are skipped. When the table has fewer segments than
+    replicas, its segments are read in several parts (block ranges), so that every worker trains.
 
     A worker lost during a round costs a retry of that round: its segments are read again from
-    the database on a live worker and restart from the last merged model (with a fresh
-    optimizer state); every segment is counted once per round.
+    the database on a live worker, and its replicas train there from the last merged model (with
+    a fresh optimizer state); every row is counted once per round.
 
     Parameters
     ----------
@@ -80,16 +85,21 @@ def fit(
     iterations : int
         Number of rounds.
     strategy : Strategy, default SlowMo()
-        :class:`SlowMo` (averaging with outer Nesterov momentum and the segments' learning rate
-        scaled by √segments: the default, which matches one process's accuracy per epoch best),
+        :class:`SlowMo` (averaging with outer Nesterov momentum and the replicas' learning rate
+        scaled by their number: the default, which matches one process's accuracy per epoch best),
         :class:`Averaging`, :class:`EASGD`, :class:`Ensemble` or :class:`Centralized`.
+    replicas : None, int or "segments", default None
+        How many models train in parallel each round. None: one per worker that trains (per GPU
+        worker on GPUs). An int: that many, the segments grouped with their rows evened out.
+        ``"segments"``: one per segment, as MADlib does (with many segments, less accurate per
+        epoch and slower; kept for comparison). Recorded in the summary as ``num_replicas``.
     validation : dask.dataframe.DataFrame or str, optional
         Data evaluated with the merged model every ``metrics_every`` iterations (and at the last).
     metrics_every : int, default 1
     initial_weights : list of numpy.ndarray, optional
         Starting weights. Default: the model's own (or the architecture table's stored weights).
     sync_every : int, optional
-        Make a round ``sync_every`` minibatches per segment instead of a whole pass.
+        Make a round ``sync_every`` minibatches per replica instead of a whole pass.
     early_stopping : EarlyStopping or dict, optional
         Stop when the monitored loss stops improving.
     normalizing_const : float, default 1.0
@@ -101,13 +111,16 @@ def fit(
         Keep only the newest ``checkpoint_keep`` checkpoint versions of ``name`` (final versions are
         never deleted); None keeps them all.
     resume : bool, default False
-        Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0.
+        Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0. With as many
+        replicas as were checkpointed, each continues from its own optimizer state; with another
+        number (say, another number of workers), each starts from the mean of the saved states.
     retries : int, default 2
         How many times a round may be retried after losing workers before ``fit`` gives up with
         :class:`~dasktrain.errors.SegmentFailedError` naming the segments and the last checkpoint.
     seed : int, optional
-        Seeds each round's shuffle of each segment (from ``seed``, the segment and the iteration),
-        so that a run, or a resumed run, replays the same order. Default: Keras's own shuffling.
+        Seeds each round's shuffle of each replica (from ``seed``, the replica and the iteration),
+        so that a run, or a resumed run with the same replicas, replays the same order. Default:
+        Keras's own shuffling.
     use_gpus : bool, optional
         True: read and train every segment on GPU workers (those with a ``GPU`` resource), an error
         before any work if there are none; False: on any worker; None (default): True when the
@@ -182,6 +195,10 @@ class _Plan:
                 f"Received: {self.strategy!r}"
             )
         self.strategy.validate()
+        self.replicas = check_replicas(kw["replicas"])
+        if self.replicas is not None and self.strategy.centralized:
+            raise DataError(f"Centralized() trains one model on one worker: leave replicas unset. Received: "
+                            f"replicas={self.replicas!r}")
         self.early = EarlyStopping.of(kw["early_stopping"])
         self._set_params(kw["compile"], kw["fit"])
         norm = kw["normalizing_const"]

@@ -1,4 +1,4 @@
-"""Progress of a fit: a bar that moves as each segment of a round finishes, as Keras's moves per batch.
+"""Progress of a fit: a bar that moves as each replica of a round finishes, as Keras's moves per batch.
 
 On a terminal it redraws at most twice a second; written to a file or a pipe (a batch job's log)
 it writes a line at most every 30 seconds, so logs stay short.
@@ -12,45 +12,54 @@ import time
 
 
 class FitProgress:
-    """``fit  45%|████▌     | 9/20 segments [00:12<00:14, iteration=3/5, rows/s=9,812, loss=0.41, accuracy=0.86]``.
+    """``fit  45%|████▌     | 9/20 replicas [00:12<00:14, iteration=3/5, rows/s=9,812, loss=0.41, accuracy=0.86]``.
 
-    >>> progress = FitProgress(iterations=2, done=0, segments=4, rows=400, enabled=False)
+    >>> progress = FitProgress(iterations=2, done=0, replicas=4, rows=400, enabled=False)
     >>> progress.round_done({"iteration": 1, "training": {"loss": 0.5}})
     >>> progress.bar.n
     4
     """
 
-    def __init__(self, iterations: int, done: int, segments: int, rows: int, enabled: bool):
+    def __init__(self, iterations: int, done: int, replicas: int, rows: int, enabled: bool):
         from tqdm.auto import tqdm
 
-        self.iterations, self.segments, self.rows = iterations, segments, rows
+        self.iterations, self.replicas, self.rows = iterations, replicas, rows
         interactive = sys.stderr.isatty()
         self.bar = tqdm(
-            total=iterations * segments,
-            initial=done * segments,
+            total=iterations * replicas,
+            initial=done * replicas,
             desc="fit",
-            unit="segment",
+            unit="replica",
             disable=not enabled,
             leave=True,
             mininterval=0.5 if interactive else 30.0,
         )
         self._lock = threading.Lock()
         self._round_started = time.perf_counter()
-        self._finished = done * segments
+        self._finished = done * replicas
 
-    def segment_done(self, future) -> None:
-        """A training future's callback: one more segment of the round is trained."""
+    def set_replicas(self, replicas: int) -> None:
+        """The rounds from now on train ``replicas`` models (workers joined or left)."""
+        with self._lock:
+            rounds = self._finished // self.replicas
+            self.replicas = replicas
+            self._finished = rounds * replicas
+            self.bar.total = self.iterations * replicas
+            self.bar.n = self._finished
+
+    def replica_done(self, future) -> None:
+        """A training future's callback: one more replica of the round is trained."""
         if future.status != "finished":
             return
         with self._lock:
-            if self.bar.n < self._finished + self.segments:  # a retried round does not count twice
+            if self.bar.n < self._finished + self.replicas:  # a retried round does not count twice
                 self.bar.update(1)
 
     def round_done(self, entry: dict) -> None:
         """Set the bar to the round's end and show its speed and metrics."""
         seconds = time.perf_counter() - self._round_started
         with self._lock:
-            self._finished = entry["iteration"] * self.segments
+            self._finished = entry["iteration"] * self.replicas
             self.bar.n = self._finished
             postfix = {"iteration": f"{entry['iteration']}/{self.iterations}"}
             if seconds > 0 and self.rows:

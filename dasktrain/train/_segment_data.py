@@ -9,6 +9,7 @@ never the segment.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,60 @@ class SegmentData:
     def take(self, rows: np.ndarray) -> SegmentData:
         """The rows at ``rows``, still at their stored size."""
         return SegmentData(self.X[rows], self.y[rows], self.scale, None if self.fold is None else self.fold[rows])
+
+    @classmethod
+    def concat(cls, parts: Sequence[SegmentData]) -> SegmentData:
+        """Several segments as one stream of rows, without copying their features (a replica's data).
+
+        >>> a = SegmentData(np.array([[1], [2]]), np.array([0, 1]))
+        >>> both = SegmentData.concat([a, SegmentData(np.array([[3]]), np.array([2]))])
+        >>> both.features(np.array([2, 0])).tolist(), both.y.tolist()
+        ([[3.0], [1.0]], [0, 1, 2])
+        """
+        if len(parts) == 1:
+            return parts[0]
+        folds = None if any(p.fold is None for p in parts) else np.concatenate([p.fold for p in parts])
+        return cls(ConcatRows([p.X for p in parts]), np.concatenate([p.y for p in parts]), parts[0].scale, folds)
+
+
+class ConcatRows:
+    """The rows of several arrays (in memory or :class:`DiskArray`) seen as one, read by slice or row numbers.
+
+    A batch of shuffled row numbers is read from each array in one indexing: no array is copied whole.
+
+    >>> rows = ConcatRows([np.zeros((2, 3)), np.ones((1, 3))])
+    >>> rows.shape, rows[np.array([2, 1])].sum(axis=1).tolist()
+    ((3, 3), [3.0, 0.0])
+    """
+
+    def __init__(self, arrays: Sequence):
+        self.arrays = list(arrays)
+        self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.dtype = np.dtype(self.arrays[0].dtype)
+        self.shape = (int(self.offsets[-1]), *self.arrays[0].shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def reshape(self, *shape) -> ConcatRows:
+        """The same rows seen with another row shape (``shape[0]`` stays the row count)."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape)
+        return ConcatRows([a.reshape(len(a), *shape[1:]) for a in self.arrays])
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(self)))
+        rows = np.asarray(rows)
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        for p in np.unique(part):
+            where = np.flatnonzero(part == p)
+            out[where] = self.arrays[p][rows[where] - self.offsets[p]]
+        return out
 
 
 def prepare_segment(

@@ -1,11 +1,13 @@
 """The rounds of :func:`dasktrain.fit` on a cluster, and what happens when workers are lost.
 
-Each round, every segment trains on the worker holding its rows; a tree of merge tasks on the
-cluster adds the segments' row-weighted weights; the strategy turns the sum into the next center.
-The client keeps that center (for ensembles, the members) as the round's recovery point and sends
-it out again at the start of the next round, so no round ever depends on an earlier round's tasks:
-when a worker dies, Dask re-reads its segments from the database on a live worker, and the round
-is run again from the kept center, each segment counted exactly once.
+Segments are read once onto the workers and grouped into *replicas* (:mod:`._replicas`): by
+default one per training worker. Each round, every replica trains on its segments' rows, as one
+stream, on the worker holding them; a tree of merge tasks on the cluster adds the replicas'
+row-weighted weights; the strategy turns the sum into the next center. The client keeps that
+center (for ensembles, the members) as the round's recovery point and sends it out again at the
+start of the next round, so no round ever depends on an earlier round's tasks: when a worker
+dies, Dask re-reads its segments from the database on a live worker, its replicas move to live
+workers, and the round is run again from the kept center, each row counted exactly once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import operator
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 import dask.dataframe as dd
@@ -26,158 +27,15 @@ from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
 from ..runtime._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
-from . import _segment_data, _worker
+from . import _worker
 from ._cache import choose_cache
+from ._cluster_segments import ClusterSegments, planned_reads
 from ._progress import FitProgress
 from ._reducer import tree_reduce
+from ._replicas import SEGMENTS, Replica, group_segments, home, host_of, reads_wanted
+from ._resume import resumed_states
 
 logger = logging.getLogger("dasktrain")
-
-
-@dataclass
-class ClusterSegments:
-    """Segments read into worker memory: their futures, where each lives, and what was checked."""
-
-    futures: list
-    ids: list[int]  # the segment numbers (empty segments are left out)
-    stats: list  # every segment's SegmentStats, empty ones included
-    rows: int
-    holders: list[str] | None = None
-    placed: dict = dataclasses.field(default_factory=dict)  # task options that put them on GPU workers
-
-    on_disk: bool = False  # cache="disk": each future's features live in a file on its worker's host
-
-    @classmethod
-    def prepare(cls, client, source, plan, role: str, placed: dict, cache: str = "memory") -> ClusterSegments:
-        """Read each segment once onto a worker (in memory, or streamed to its disk); check them; skip empty ones.
-
-        ``source`` is a dask DataFrame, or the planned reads of a table (:class:`SegmentReads`).
-        """
-        shaping = (plan.x, plan.y, plan.input_shape, plan.normalizing_const, plan.output_shape)
-        if cache == "disk":
-            prepared = [
-                client.submit(
-                    _segment_data.cache_segment,
-                    source.reader,
-                    part,
-                    *shaping,
-                    pure=False,
-                    **_near(source.workers(k)),
-                    **placed,
-                )  # fmt: skip
-                for k, part in enumerate(source.parts)
-            ]
-            return cls._checked(client, prepared, plan, role, placed, on_disk=True)
-        frame = source if isinstance(source, dd.DataFrame) else source.frame()
-        if plan.strategy.centralized:
-            frame = frame.repartition(npartitions=1)
-        partitions = client.compute(frame.to_delayed(), **placed)
-        prepared = [
-            client.submit(_segment_data.prepare_segment, p, *shaping, plan.folds, pure=False, **placed)
-            for p in partitions
-        ]
-        del partitions  # the prepared futures keep their lineage: a lost one is read again
-        return cls._checked(client, prepared, plan, role, placed)
-
-    @classmethod
-    def _checked(cls, client, prepared: list, plan, role: str, placed: dict, on_disk: bool = False) -> ClusterSegments:
-        labels = [f"{role} segment {k}" for k in range(len(prepared))]
-        stats = gather(client, [client.submit(_worker.segment_stats, s, pure=False) for s in prepared], labels, "fit")
-        plan.check(stats, role)
-        keep = [k for k, s in enumerate(stats) if s.rows]
-        if len(keep) < len(stats):
-            empty = [k for k in range(len(stats)) if k not in keep]
-            logger.info("fit: %s segments %s are empty and are skipped", role, empty)
-        segments = cls([prepared[k] for k in keep], keep, stats, sum(s.rows for s in stats), placed=placed)
-        segments.on_disk = on_disk
-        segments.locate(client)
-        return segments
-
-    def balance(self, client, fit_id: str, iteration: int) -> dict:
-        """Move segments from the busiest workers to idle ones until their counts differ by at most one.
-
-        Dask may read most segments on one worker, and after a worker is lost its segments are read
-        again wherever Dask chooses; a replacement worker would then sit idle. Each moved segment's
-        state (optimizer, own weights) moves with it: returns ``{segment: future of its state}``.
-        """
-        workers = gpu_workers(client) if self.placed else list(cluster_workers(client))
-        carried, moved = {}, []
-        # A segment cached on disk can only move to a worker of the same host, where its file is.
-        for group in _by_host(workers) if self.on_disk else [workers]:
-            self._even_out(client, group, fit_id, iteration, carried, moved)
-        if moved:
-            logger.info("fit: iteration %d: segments %s moved to even out the workers", iteration, moved)
-            gather(client, [*carried.values(), *self.futures], ["state"] * len(carried) + ["segment"] * len(self.ids),
-                   "fit", fetch=False)  # fmt: skip
-        return carried
-
-    def _even_out(self, client, workers: list[str], fit_id: str, iteration: int, carried: dict, moved: list) -> None:
-        counts = {w: 0 for w in workers}
-        for holder in self.holders:
-            if holder in counts:  # a holder that left is dealt with when the round runs
-                counts[holder] += 1
-        while counts:
-            busiest, idlest = max(counts, key=counts.get), min(counts, key=counts.get)
-            if counts[busiest] - counts[idlest] <= 1:
-                break
-            i = len(self.holders) - 1 - self.holders[::-1].index(busiest)
-            segment = self.ids[i]
-            # Loose placement: were either worker lost, Dask must be free to redo these elsewhere.
-            carried[segment] = client.submit(
-                _worker.export_state,
-                fit_id,
-                segment,
-                iteration - 1,
-                workers=[busiest],
-                allow_other_workers=True,
-                pure=False,
-                **self.placed,
-            )
-            self.futures[i] = client.submit(
-                _worker.same, self.futures[i], workers=[idlest], allow_other_workers=True, pure=False, **self.placed
-            )
-            self.holders[i] = idlest
-            counts[busiest] -= 1
-            counts[idlest] += 1
-            moved.append(segment)
-
-    def release(self) -> None:
-        """Let the workers drop the segments now (and delete their files), not when Python collects this."""
-        for future in self.futures:
-            future.release()
-        self.futures = []
-
-    def locate(self, client) -> None:
-        """Wait until every segment is in some worker's memory (re-read if lost) and note where."""
-        gather(client, self.futures, [f"segment {k}" for k in self.ids], "fit", fetch=False)
-        where = client.who_has(self.futures)
-        before = dict(zip(self.ids, self.holders or [None] * len(self.ids), strict=True))
-        self.holders = [
-            before[k] if before[k] in where[f.key] else sorted(where[f.key])[0]
-            for k, f in zip(self.ids, self.futures, strict=True)
-        ]
-
-
-def _reads(source):
-    """The planned reads of a table (None for a dask DataFrame)."""
-    return None if isinstance(source, dd.DataFrame) else source
-
-
-def _near(workers: list[str] | None) -> dict:
-    """Task options that read a segment on a worker of its host, where known."""
-    return {"workers": workers, "allow_other_workers": True} if workers else {}
-
-
-def _by_host(workers: list[str]) -> list[list[str]]:
-    """Worker addresses grouped by host.
-
-    >>> _by_host(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1", "tcp://10.0.0.1:2"])
-    [['tcp://10.0.0.1:1', 'tcp://10.0.0.1:2'], ['tcp://10.0.0.2:1']]
-    """
-    groups: dict[str, list[str]] = {}
-    for address in workers:
-        groups.setdefault(address.split("://", 1)[-1].rsplit(":", 1)[0], []).append(address)
-    return list(groups.values())
 
 
 class Training:
@@ -198,32 +56,32 @@ class Training:
         result = plan.start_result()
         done = len(result.history)
         elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
-        self.job = plan.job(uuid.uuid4().hex, sync_every=plan.sync_every)
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
         from ._fit import class_values
 
-        holders = cluster_workers(client)
-        if self.gpu:
-            holders = {w: info for w, info in holders.items() if info.get("resources", {}).get("GPU")}
-        self.cache = choose_cache(plan.cache, _reads(plan.data), plan.features, holders)
-        self.train = ClusterSegments.prepare(client, plan.data, plan, "data", placed, self.cache)
-        self.job = dataclasses.replace(self.job, segments=len(self.train.ids))
+        holders = self._workers_info()
+        data = self._enough_reads(plan.data, len(holders))
+        self.cache = choose_cache(plan.cache, planned_reads(data), plan.features, holders)
+        self.train = ClusterSegments.prepare(client, data, plan, "data", placed, self.cache)
+        self.replica_ids = None  # "segments": replicas are numbered by their segment
+        self.groups = self._group()
+        self.replicas: list[Replica] = []
+        self.job = plan.job(uuid.uuid4().hex, sync_every=plan.sync_every, replicas=len(self.groups))
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
+        result.num_replicas = len(self.groups)
         result.class_values = class_values(self.train.stats, plan.output_shape)
-        self.used: set[str] = set()  # every worker that trained a segment, for result.devices
+        self.used: set[str] = set()  # every worker that trained a replica, for result.devices
         self.validation = None
         if plan.validation is not None:
-            cache = choose_cache(plan.cache, _reads(plan.validation), plan.features, holders)
+            cache = choose_cache(plan.cache, planned_reads(plan.validation), plan.features, holders)
             self.validation = ClusterSegments.prepare(client, plan.validation, plan, "validation", placed, cache)
-        self.resumed = self._resumed_states(result)
-
         members = result.members
-        if plan.strategy.is_ensemble and len(members) != len(self.train.ids):
-            members = [members[0]] * len(self.train.ids)
-        per_round = [s.rows if not plan.sync_every else min(s.rows, plan.sync_every * plan.batch_size)
-                     for s in self.train.stats]  # fmt: skip
-        self.progress = bar = FitProgress(plan.iterations, done, len(self.train.ids), sum(per_round), plan.progress)
+        self.resumed = resumed_states(client, result, self._ids(), plan.strategy)
+        if plan.strategy.is_ensemble and len(members) != len(self.groups):
+            members = [members[0]] * len(self.groups)
+        per_round = [sum(self._round_rows(self.train.row_counts[i]) for i in group) for group in self.groups]
+        self.progress = bar = FitProgress(plan.iterations, done, len(self.groups), sum(per_round), plan.progress)
         clock = time.perf_counter()
         try:
             for iteration in range(done + 1, plan.iterations + 1):
@@ -237,6 +95,7 @@ class Training:
                     "training": round_["metrics"],
                     "validation": round_["validation"],
                     "rows": round_["rows"],
+                    "replicas": len(self.groups),
                     "retries": round_["retries"],
                     "moved": round_["moved"],
                 }
@@ -258,8 +117,96 @@ class Training:
             with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
                 client.run(_worker.forget_fit, self.job.fit_id, self.gpu)
         result.devices = devices_used(client, sorted(self.used))
+        result.num_replicas = len(self.groups)
         result.end_time = datetime.now().astimezone()
         return result
+
+    # -- replicas ----------------------------------------------------------------------------------
+
+    def _workers_info(self) -> dict[str, dict]:
+        """The workers that train: ``{address: scheduler info}`` (GPU workers only, on GPUs)."""
+        workers = cluster_workers(self.client)
+        if self.gpu:
+            workers = {w: info for w, info in workers.items() if info.get("resources", {}).get("GPU")}
+        return workers
+
+    def _training_workers(self) -> list[str]:
+        return sorted(gpu_workers(self.client) if self.train.placed else cluster_workers(self.client))
+
+    def _enough_reads(self, data, workers: int):
+        """The data, read in enough parts that every replica (and every worker) has rows of its own."""
+        wanted = 1 if self.plan.strategy.centralized else reads_wanted(self.plan.replicas, workers)
+        if isinstance(data, dd.DataFrame):
+            if data.npartitions >= wanted:
+                return data
+            logger.info("fit: %d partitions for %d replicas: splitting them", data.npartitions, wanted)
+            return data.repartition(npartitions=wanted)
+        return data.at_least(wanted)
+
+    def _group(self) -> list[tuple[int, ...]]:
+        """Each replica's segments (positions in ``self.train``): made once, rows evened out."""
+        replicas = 1 if self.plan.strategy.centralized else self.plan.replicas
+        workers = self._training_workers()
+        return group_segments(self.train.row_counts, replicas, workers, self.train.holders, self.train.on_disk)
+
+    def _ids(self) -> list[int]:
+        """Each replica's number: its segment's with replicas="segments" (seeds, states), else 0, 1, ..."""
+        if self.plan.replicas == SEGMENTS and not self.plan.strategy.centralized:
+            return [self.train.ids[group[0]] for group in self.groups]
+        return list(range(len(self.groups)))
+
+    def _round_rows(self, rows: int) -> int:
+        return rows if not self.plan.sync_every else min(rows, self.plan.sync_every * self.plan.batch_size)
+
+    def _follow_workers(self, iteration: int) -> None:
+        """With ``replicas=None``, one replica per training worker: when workers join or leave between
+        rounds, group the segments anew (an ensemble keeps its members, and its number of replicas)."""
+        plan = self.plan
+        if plan.replicas is not None or plan.strategy.is_ensemble or plan.strategy.centralized:
+            return
+        count = min(len(self._training_workers()), len(self.train.ids))
+        if count in (0, len(self.groups)):
+            return
+        logger.info("fit: iteration %d: %d workers train now: %d replicas instead of %d",
+                    iteration, count, count, len(self.groups))  # fmt: skip
+        self.groups = self._group()
+        self.job = dataclasses.replace(self.job, replicas=len(self.groups))
+        self.progress.set_replicas(len(self.groups))
+
+    def _place(self, iteration: int) -> tuple[dict, list[int]]:
+        """Home every replica on a live worker and bring its segments there, before a round.
+
+        A replica that moves from a live worker brings its state (optimizer, own weights); one whose
+        worker was lost starts from the center with a fresh optimizer. Returns
+        ``({replica: future of its state}, the segments moved)``.
+        """
+        client, train = self.client, self.train
+        workers = self._training_workers()
+        if train.on_disk and any(len({host_of(train.holders[i]) for i in g}) > 1 for g in self.groups):
+            self.groups = self._group()  # segments re-read on another host after a loss: group them anew
+            self.job = dataclasses.replace(self.job, replicas=len(self.groups))
+            self.progress.set_replicas(len(self.groups))
+        before = {r.id: r.worker for r in self.replicas}
+        self.replicas = home(self.groups, train.row_counts, train.holders, workers, train.on_disk, self._ids())
+        carried, moved = {}, []
+        for replica in self.replicas:
+            was = before.get(replica.id)
+            if was is not None and was != replica.worker and was in workers:
+                # Loose placement: were either worker lost, Dask must be free to redo this elsewhere.
+                carried[replica.id] = client.submit(
+                    _worker.export_state, self.job.fit_id, replica.id, iteration - 1,
+                    workers=[was], allow_other_workers=True, pure=False, **train.placed,
+                )  # fmt: skip
+            for i in replica.segments:
+                if train.holders[i] != replica.worker:
+                    train.move(client, i, replica.worker)
+                    moved.append(train.ids[i])
+        if moved:
+            logger.info("fit: iteration %d: segments %s moved to the workers of their replicas", iteration, moved)
+            gather(client, [*carried.values(), *train.futures], ["state"] * len(carried) + ["segment"] * len(train.ids),
+                   "fit", fetch=False)  # fmt: skip
+            train.locate(client)
+        return carried, sorted(moved)
 
     # -- one round ---------------------------------------------------------------------------------
 
@@ -273,24 +220,24 @@ class Training:
     def _retried_round(self, iteration: int, members: list, outer_state, evaluate: bool):
         """Run one round, running it again when workers holding its segments are lost.
 
-        A retry trains again only the segments whose work was lost: segments already trained on
-        workers that are still there keep their result (each segment is still merged once).
+        A retry trains again only the replicas whose work was lost: replicas already trained on
+        workers that are still there keep their result (each row is still merged once).
         """
         trained: dict[int, object] = {}
-        moved_states = self.train.balance(self.client, self.job.fit_id, iteration)
-        moved = sorted(moved_states)
-        self.carried, self.resumed = {**moved_states, **self.resumed}, {}
+        self._follow_workers(iteration)
+        carried, moved = self._place(iteration)
+        self.carried, self.resumed = {**carried, **self.resumed}, {}
         for attempt in itertools.count():
             try:
                 members, summary = self._attempt(iteration, members, outer_state, evaluate, attempt, trained)
                 return members, {**summary, "retries": attempt, "moved": moved}
             except WorkersLost as lost:
                 trained = {
-                    k: future
-                    for k, future in trained.items()
-                    if future.status == "finished" and self.train.holders[self.train.ids.index(k)] not in lost.workers
+                    r.id: trained[r.id]
+                    for r in self.replicas
+                    if r.id in trained and trained[r.id].status == "finished" and r.worker not in lost.workers
                 }
-                affected = [k for k, w in zip(self.train.ids, self.train.holders, strict=True) if w in lost.workers]
+                affected = [self.train.ids[i] for i, w in enumerate(self.train.holders) if w in lost.workers]
                 segments = ", ".join(map(str, affected)) or "none"
                 if attempt >= self.plan.retries:
                     raise SegmentFailedError(
@@ -307,42 +254,43 @@ class Training:
                     self.plan.retries,
                 )
                 self.train.locate(self.client)
-                self.carried = {}  # moved segments restart like lost ones
+                self.carried = {}  # moved replicas restart like lost ones
+                moved = sorted({*moved, *self._place(iteration)[1]})
 
     def _attempt(self, iteration: int, members: list, outer_state, evaluate: bool, attempt: int, trained: dict):
-        """Submit the round (reusing ``trained``'s finished segments), wait, check the rows merged.
+        """Submit the round (reusing ``trained``'s finished replicas), wait, check the rows merged.
 
-        ``trained`` is filled with this attempt's training futures by segment, for a retry to reuse.
+        ``trained`` is filled with this attempt's training futures by replica, for a retry to reuse.
         """
         client, train, strategy = self.client, self.train, self.plan.strategy
         tag = f"{iteration}-{attempt}-{uuid.uuid4().hex[:8]}"
         if strategy.is_ensemble:
             first = attempt > 0 or iteration == self.first_iteration
-            starts = client.scatter(members, hash=False) if first else [None] * len(train.ids)
+            starts = client.scatter(members, hash=False) if first else [None] * len(self.replicas)
         else:
             center = client.scatter([members[0]], hash=False)[0]
-            starts = [center] * len(train.ids)
+            starts = [center] * len(self.replicas)
             if outer_state is not None:  # the strategy's own state (momentum) goes to the merge only
                 outer_state = client.scatter([outer_state], hash=False)[0]
-        for data, start, segment, holder in zip(train.futures, starts, train.ids, train.holders, strict=True):
-            if segment not in trained:
-                trained[segment] = client.submit(
-                    _worker.train_segment,
-                    data,
+        for replica, start in zip(self.replicas, starts, strict=True):
+            if replica.id not in trained:
+                trained[replica.id] = client.submit(
+                    _worker.train_replica,
                     start,
                     self.job,
-                    segment,
+                    replica.id,
                     iteration,
                     strategy,
-                    self.carried.get(segment),
-                    workers=[holder],
-                    allow_other_workers=False,  # the segment's state is there; a lost worker is handled here
-                    key=f"train-segment-{tag}-{segment}",
+                    self.carried.get(replica.id),
+                    *[train.futures[i] for i in replica.segments],
+                    workers=[replica.worker],
+                    allow_other_workers=False,  # the replica's state is there; a lost worker is handled here
+                    key=f"train-replica-{tag}-{replica.id}",
                     **train.placed,
                 )
-                trained[segment].add_done_callback(self.progress.segment_done)
-        self.used.update(train.holders)
-        locals_ = [trained[segment] for segment in train.ids]
+                trained[replica.id].add_done_callback(self.progress.replica_done)
+        self.used.update(r.worker for r in self.replicas)
+        locals_ = [trained[r.id] for r in self.replicas]
         total = tree_reduce(client, locals_, _worker.merge)
         summary = client.submit(_worker.round_summary, total, key=f"round-summary-{tag}")
         if strategy.is_ensemble:
@@ -359,7 +307,7 @@ class Training:
         # On failure the round's futures are simply dropped: Dask forgets what nobody wants.
         results = gather(
             client, wanted, ["the merged model", "the round", "validation"][: len(wanted)], "fit",
-            watch=set(train.holders),
+            watch={r.worker for r in self.replicas},
         )  # fmt: skip
         state, summary = results[0], results[1]
         if summary["rows"] != train.rows:
@@ -371,11 +319,17 @@ class Training:
         return members, {**summary, "validation": results[2] if evaluate else None, "outer_state": outer_state}
 
     def _evaluation(self, state, tag: str):
-        """The merged model's loss and metrics on every validation segment, reduced by rows."""
-        client, members = self.client, self.plan.strategy.is_ensemble
+        """The merged model's loss and metrics on the validation segments, one task per worker holding
+        them, reduced by rows."""
+        client, validation, members = self.client, self.validation, self.plan.strategy.is_ensemble
+        validation.locate(client)
+        by_worker: dict[str, list] = {}
+        for future, holder in zip(validation.futures, validation.holders, strict=True):
+            by_worker.setdefault(holder, []).append(future)
         evals = [
-            client.submit(_worker.evaluate_segment, v, state, self.job, members, pure=False, **self.validation.placed)
-            for v in self.validation.futures
+            client.submit(_worker.evaluate_segments, state, self.job, members, *futures, workers=[worker],
+                          allow_other_workers=True, pure=False, **validation.placed)  # fmt: skip
+            for worker, futures in by_worker.items()
         ]
         return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), key=f"validation-{tag}")
 
@@ -388,44 +342,29 @@ class Training:
         result.end_time = datetime.now().astimezone()
         version = save_model(
             db, table, result, name=name, status=CHECKPOINT, keep=self.plan.checkpoint_keep,
-            segment_states=self._segment_states(iteration),
+            replica_states=self._replica_states(iteration),
         )  # fmt: skip
         self.last_checkpoint = (str(table), name, version)
 
-    def _segment_states(self, iteration: int) -> dict | None:
-        """Every segment's state after ``iteration``, fetched from the workers holding them.
+    def _replica_states(self, iteration: int) -> dict | None:
+        """Every replica's state after ``iteration``, fetched from the workers holding them.
 
         None when a worker was lost meanwhile: the checkpoint then keeps the model only, and a
-        resume starts the segments' optimizers afresh.
+        resume starts the replicas' optimizers afresh.
         """
-        train = self.train
         futures = [
-            self.client.submit(_worker.export_state, self.job.fit_id, segment, iteration, workers=[holder], pure=False)
-            for segment, holder in zip(train.ids, train.holders, strict=True)
+            self.client.submit(_worker.export_state, self.job.fit_id, r.id, iteration, workers=[r.worker], pure=False)
+            for r in self.replicas
         ]
         try:
-            states = gather(self.client, futures, [f"segment {k}" for k in train.ids], "fit", watch=set(train.holders))
+            states = gather(self.client, futures, [f"replica {r.id}" for r in self.replicas], "fit",
+                            watch={r.worker for r in self.replicas})  # fmt: skip
         except WorkersLost:
             logger.warning("fit: iteration %d: a worker left; this checkpoint keeps no optimizer state", iteration)
             return None
-        return dict(zip(train.ids, states, strict=True)) if all(s is not None for s in states) else None
-
-    def _resumed_states(self, result: TrainingResult) -> dict:
-        """The checkpoint's segment states, sent to the cluster for the first round (when they still fit)."""
-        saved = result.segment_states or {}
-        result.segment_states = None
-        if not saved:
-            return {}
-        if set(saved) != set(self.train.ids):
-            logger.warning(
-                "fit: the checkpoint holds the state of segments %s but the data has segments %s; "
-                "the segments' optimizers start afresh",
-                sorted(saved),
-                self.train.ids,
-            )
-            return {}
-        futures = self.client.scatter([saved[k] for k in self.train.ids], hash=False)
-        return dict(zip(self.train.ids, futures, strict=True))
+        if any(s is None for s in states):
+            return None
+        return {r.id: s for r, s in zip(self.replicas, states, strict=True)}
 
     def _checkpoint_note(self) -> str:
         if self.last_checkpoint is None:
@@ -434,3 +373,4 @@ class Training:
             return "No checkpoint was saved yet in this run."
         table, name, version = self.last_checkpoint
         return f"The last checkpoint is version {version} of {name!r} in {table!r}: continue with resume=True."
+

@@ -2,13 +2,14 @@
 
 State lives in one named ``WorkerPlugin`` (:class:`TrainingWorker`), reached from tasks with
 ``get_worker().plugins[NAME]``: one Keras model per worker process per architecture, built once
-and reused (only weights change), and each segment's :class:`SegmentState` across rounds (its
+and reused (only weights change), and each replica's :class:`ReplicaState` across rounds (its
 optimizer state, its place in the data, and for EASGD and ensembles its own weights).
 
 Nothing here is the only copy of anything that matters: when a worker dies, its segments are
-read again from the database on a live worker and restart from the center the client keeps;
-only their optimizer state starts afresh. Segment states are stamped with their iteration, and
-the previous one is kept, so a round run twice (retried after a loss) starts from the same state.
+read again from the database on a live worker, and its replicas restart there from the center
+the client keeps; only their optimizer state starts afresh. Replica states are stamped with their
+iteration, and the previous one is kept, so a round run twice (retried after a loss) starts from
+the same state.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from distributed import WorkerPlugin, get_worker
 
 from .._model_spec import compiled_model
 from ..errors import TrainingDivergedError
-from ..models._fit_state import SegmentState
+from ..models._fit_state import ReplicaState
 from ..strategies import Strategy, WeightedSum
 from ._segment_data import SegmentData, batches, segment_finite
 
@@ -43,8 +44,8 @@ class Job:
     epochs: int = 1
     sync_every: int | None = None
     shuffle: bool = True
-    segments: int = 1  # how many segments train in each round (for learning-rate rules)
-    seed: int | None = None  # seeds each round's shuffle: (seed, segment, iteration) -> one permutation
+    replicas: int = 1  # how many models train in parallel each round (for learning-rate rules)
+    seed: int | None = None  # seeds each round's shuffle: (seed, replica, iteration) -> one permutation
     model_key: str = field(init=False)
 
     def __post_init__(self):
@@ -63,7 +64,7 @@ class _Slot:
             optimizer.build(model.trainable_variables)
         self.initial_optimizer_state = [np.array(v.numpy()) for v in optimizer.variables]
         self.base_learning_rate = _settable_learning_rate(optimizer)
-        self.holds: SegmentState | None = None  # whose state the optimizer's variables hold now
+        self.holds: ReplicaState | None = None  # whose state the optimizer's variables hold now
 
     def start_from(self, weights, optimizer=None) -> None:
         """Load ``weights`` and an optimizer state (default: the fresh one) at the compiled learning
@@ -72,7 +73,7 @@ class _Slot:
         state = optimizer if optimizer is not None else self.initial_optimizer_state
         for variable, value in zip(self.model.optimizer.variables, state, strict=True):
             variable.assign(value)
-        self.holds = None  # a fit's segment state is no longer in the optimizer's variables
+        self.holds = None  # a fit's replica state is no longer in the optimizer's variables
         if self.base_learning_rate is not None:  # a fit on this worker may have scaled it (SlowMo)
             self.model.optimizer.learning_rate = self.base_learning_rate
 
@@ -98,7 +99,7 @@ class TrainingWorker(WorkerPlugin):
     def setup(self, worker) -> None:
         # State is made here, on the worker: the plugin object itself is pickled to get there.
         self.slots: dict[str, _Slot] = {}
-        self.segments: dict[tuple[str, int], dict[int, SegmentState]] = {}
+        self.replicas: dict[tuple[str, int], dict[int, ReplicaState]] = {}
         self._lock = threading.Lock()
         limit_threads(worker.state.nthreads)
 
@@ -109,24 +110,24 @@ class TrainingWorker(WorkerPlugin):
                 slot = self.slots[job.model_key] = _Slot(compiled_model(job.architecture, job.compile))
             return slot
 
-    def state(self, fit_id: str, segment: int, iteration: int) -> SegmentState | None:
-        """The segment's state after ``iteration``, if this worker trained it then."""
+    def state(self, fit_id: str, replica: int, iteration: int) -> ReplicaState | None:
+        """The replica's state after ``iteration``, if this worker trained it then."""
         with self._lock:
-            return self.segments.get((fit_id, segment), {}).get(iteration)
+            return self.replicas.get((fit_id, replica), {}).get(iteration)
 
-    def keep(self, fit_id: str, segment: int, state: SegmentState) -> None:
+    def keep(self, fit_id: str, replica: int, state: ReplicaState) -> None:
         """Record the state after ``state.iteration``; keep the one before it for a retried round."""
         with self._lock:
-            states = self.segments.setdefault((fit_id, segment), {})
+            states = self.replicas.setdefault((fit_id, replica), {})
             states[state.iteration] = state
             for old in [i for i in states if i < state.iteration - 1]:
                 del states[old]
 
     def forget(self, fit_id: str) -> None:
-        """Drop the per-segment state of a finished fit (models stay for the next one)."""
+        """Drop the per-replica state of a finished fit (models stay for the next one)."""
         with self._lock:
-            for key in [k for k in self.segments if k[0] == fit_id]:
-                del self.segments[key]
+            for key in [k for k in self.replicas if k[0] == fit_id]:
+                del self.replicas[key]
 
 
 def limit_threads(threads: int) -> None:
@@ -199,32 +200,34 @@ def segment_stats(data: SegmentData) -> SegmentStats:
 # -- training ----------------------------------------------------------------------------------
 
 
-def train_segment(
-    data: SegmentData,
+def train_replica(
     start: list[np.ndarray] | None,
     job: Job,
-    segment: int,
+    replica: int,
     iteration: int,
     strategy: Strategy,
-    carried: SegmentState | None = None,
+    carried: ReplicaState | None,
+    *segments: SegmentData,
 ) -> WeightedSum:
-    """One round of local training on one segment; returns its weights, rows and metrics (row-weighted).
+    """One round of local training of one replica on its segments, as one stream of rows; returns its
+    weights, rows and metrics (row-weighted).
 
     ``start`` is the center of the previous round (for ensembles: the member's weights, or None
-    when this worker holds them). A segment that keeps its own weights (EASGD, Ensemble) starts
+    when this worker holds them). A replica that keeps its own weights (EASGD, Ensemble) starts
     from them, pulled towards the center by the strategy; one whose state was lost with its
-    worker starts from ``start`` with a fresh optimizer. ``carried`` is the state of a segment
-    just moved here from another worker.
+    worker starts from ``start`` with a fresh optimizer. ``carried`` is the state of a replica
+    just moved here from another worker. Each epoch shuffles the rows of all ``segments`` together.
     """
+    data = SegmentData.concat(segments)
     plugin = _plugin()
     slot = plugin.slot(job)
-    previous = plugin.state(job.fit_id, segment, iteration - 1) or carried
+    previous = plugin.state(job.fit_id, replica, iteration - 1) or carried
     if previous is not None and previous.weights is not None:
         weights = strategy.local(previous.weights, start)
     elif start is not None:
         weights = start
     else:
-        raise RuntimeError(f"Segment {segment} has neither its own weights nor a start for iteration {iteration}.")
+        raise RuntimeError(f"Replica {replica} has neither its own weights nor a start for iteration {iteration}.")
     with slot.lock:
         model = slot.model
         model.set_weights(weights)
@@ -235,24 +238,24 @@ def train_segment(
         slot.holds = None  # until this round's training succeeds
         if slot.base_learning_rate is not None:
             model.optimizer.learning_rate = strategy.inner_learning_rate(
-                slot.base_learning_rate, job.segments, iteration
+                slot.base_learning_rate, job.replicas, iteration
             )
         rows, cursor = _round_rows(data, job, previous.cursor if previous is not None else 0)
-        rng = None if job.seed is None else np.random.default_rng([job.seed, segment, iteration])
+        rng = None if job.seed is None else np.random.default_rng([job.seed, replica, iteration])
         metrics = _train(model, rows, job, rng)
         if not np.isfinite(metrics.get("loss", 0.0)):
             raise TrainingDivergedError(
-                f"Training diverged at iteration {iteration}: segment {segment}'s loss is {metrics['loss']}. "
+                f"Training diverged at iteration {iteration}: replica {replica}'s loss is {metrics['loss']}. "
                 f"Lower the learning rate, or check the data for extreme values."
             )
         trained = model.get_weights()
-        state = SegmentState(
+        state = ReplicaState(
             iteration,
             [np.array(v.numpy()) for v in model.optimizer.variables],
             cursor,
             trained if strategy.keeps_local_weights else None,
         )
-        plugin.keep(job.fit_id, segment, state)
+        plugin.keep(job.fit_id, replica, state)
         slot.holds = state
         return WeightedSum.of(trained, data.rows, metrics)
 
@@ -290,7 +293,7 @@ def _train(model, data: SegmentData, job: Job, rng) -> dict[str, float]:
 
 
 def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[SegmentData, int]:
-    """All rows, or with ``sync_every=k`` the next k minibatches (wrapping around the segment)."""
+    """All rows, or with ``sync_every=k`` the next k minibatches (wrapping around the replica's rows)."""
     if not job.sync_every:
         return data, 0
     count = min(data.rows, job.sync_every * job.batch_size)
@@ -298,9 +301,9 @@ def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[SegmentData, i
     return data.take(index), int((start + count) % data.rows)
 
 
-def export_state(fit_id: str, segment: int, iteration: int) -> SegmentState | None:
-    """The segment's state after ``iteration`` on this worker, to carry to the worker it moves to."""
-    return _plugin().state(fit_id, segment, iteration)
+def export_state(fit_id: str, replica: int, iteration: int) -> ReplicaState | None:
+    """The replica's state after ``iteration`` on this worker, to carry to the worker it moves to."""
+    return _plugin().state(fit_id, replica, iteration)
 
 
 def same(value):
@@ -317,7 +320,7 @@ def merge(*parts: WeightedSum) -> WeightedSum:
 
 
 def new_center(total: WeightedSum, previous: list[np.ndarray], state, strategy: Strategy, iteration: int):
-    """The strategy's next center (and its own state) from the previous ones and the segments' weighted mean."""
+    """The strategy's next center (and its own state) from the previous ones and the replicas' weighted mean."""
     center, state = strategy.update(previous, total.mean(), state)
     if not all(np.isfinite(w).all() for w in center):
         raise TrainingDivergedError(f"Training diverged at iteration {iteration}: the merged model has NaN weights.")
@@ -330,8 +333,13 @@ def collect(*locals_: WeightedSum) -> list[list[np.ndarray]]:
 
 
 def round_summary(total: WeightedSum) -> dict:
-    """The round's row-weighted metrics, and the rows the reducer counted (each segment once)."""
+    """The round's row-weighted metrics, and the rows the reducer counted (each row once)."""
     return {"metrics": total.mean_metrics(), "rows": total.rows}
+
+
+def evaluate_segments(weights, job: Job, members: bool, *segments: SegmentData) -> WeightedSum:
+    """:func:`evaluate_segment` on several segments of one worker, as one stream of rows."""
+    return evaluate_segment(SegmentData.concat(segments), weights, job, members)
 
 
 def round_metrics(total: WeightedSum) -> dict[str, float]:
@@ -342,7 +350,7 @@ def round_metrics(total: WeightedSum) -> dict[str, float]:
 
 
 def evaluate_segment(data: SegmentData, weights, job: Job, members: bool = False) -> WeightedSum:
-    """Loss and compiled metrics of one model (or the mean of ensemble members) on one segment."""
+    """Loss and compiled metrics of one model (or the mean of ensemble members) on one segment's rows."""
     slot = _plugin().slot(job)
     with slot.lock:
         model = slot.model
