@@ -178,9 +178,17 @@ def _demo(args) -> int:
 # -- fit, predict, evaluate ------------------------------------------------------------------------
 
 
+def _replicas_flag(text: str):
+    from .train._replicas import parse_replicas
+
+    try:
+        return parse_replicas(text)
+    except DasktrainError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _fit_arguments(p):
     from .strategies import STRATEGIES
-    from .train._replicas import parse_replicas
 
     p.add_argument("--job", help="YAML file with the parameters of dasktrain.fit (flags override it)")
     p.add_argument("--data", help="training table")
@@ -203,7 +211,7 @@ def _fit_arguments(p):
     p.add_argument("--sync-every", type=int, help="make a round k minibatches per replica")
     p.add_argument(
         "--replicas",
-        type=parse_replicas,
+        type=_replicas_flag,
         help="models trained in parallel: a number, or 'segments' for one per segment (default: one per worker)",
     )
     p.add_argument("--normalizing-const", type=float, help="divide features by it (e.g. 255)")

@@ -131,7 +131,7 @@ def _lpt(segments, rows: Sequence[int], count: int) -> list[tuple[int, ...]]:
         g = min(range(count), key=lambda g: (sizes[g], g))
         groups[g].append(i)
         sizes[g] += rows[i]
-    return [tuple(sorted(g)) for g in groups if g]
+    return sorted(tuple(sorted(g)) for g in groups if g)
 
 
 def _shares(rows_by_host: dict[str, int], count: int) -> dict[str, int]:

@@ -171,8 +171,8 @@ def _batches_class():
         def __init__(self, data: SegmentData, batch_size: int, orders, targets: bool):
             super().__init__()
             self.data, self.batch_size, self.orders, self.targets = data, batch_size, orders, targets
-            self.epoch = 0
-            self.order = orders(0) if orders is not None else None
+            self.epoch = -1
+            self.order = None  # drawn as each epoch begins (Keras peeks at a batch before: any order will do)
 
         def __len__(self) -> int:
             return -(-self.data.rows // self.batch_size)
@@ -187,7 +187,8 @@ def _batches_class():
         def close(self) -> None:
             self.data = self.order = self.orders = None
 
-        def on_epoch_end(self) -> None:
+        def on_epoch_begin(self) -> None:
+            # Not on_epoch_end: Keras also calls that once before the first epoch, which would skip an order.
             self.epoch += 1
             if self.orders is not None:
                 self.order = self.orders(self.epoch)
