@@ -11,7 +11,8 @@ learning rates × 2 batch sizes.
 
 ``--part speed``: the same ``--iterations`` passes of every configuration over the data, three ways:
 
-- hopper: :func:`dasktrain.fit_multiple` (segments stay; models and their optimizer state hop);
+- hopper: :func:`dasktrain.fit_multiple` (the segments grouped into one part per worker stay;
+  models and their optimizer state hop, one visit per part);
 - task parallelism: each configuration one Dask task that gathers every segment onto its worker
   and trains alone with ``model.fit`` (Cerebro's "task parallelism" baseline);
 - one after another: :func:`dasktrain.fit` for each configuration in turn (its default strategy).
@@ -21,7 +22,8 @@ turns ``--repeats`` times; prints the medians of wall time and its ratio to the 
 bytes of training data moved between worker processes (from the workers' own transfer logs), the
 best test accuracy (every final model evaluated on the same test rows), and the workers' busy
 fraction (Dask's task stream: compute time over the span times the workers). Goal (issue 12):
-hopper >= 1.5x faster than one after another, and no training rows moved.
+hopper >= 1.5x faster than one after another, and no training rows moved once the parts are home
+(bringing a part's segments to its worker, once per search, is counted as training data moved).
 
 ``--part search``: the grid (every configuration ``--R`` iterations, with the hopper) against
 :func:`dasktrain.hyperband` (R, eta) and :func:`dasktrain.successive_halving` over the same

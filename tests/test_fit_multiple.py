@@ -11,11 +11,13 @@ from helpers import frame, mlp
 from psycopg2 import sql
 
 import dasktrain
+import loaders
 from dasktrain.errors import DataError, SchemaError
 from dasktrain.testing import drop_tables, kill_worker_running, table_exists
 
 COMPILE = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 TRAIN, TEST = "fit_digits_train", "fit_digits_test"
+SIX = "fit_digits_six"  # the same 1,400 training rows in 6 segments: more segments than workers
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # replay() runs on a worker
 
@@ -36,14 +38,40 @@ def _configs(rates=(0.01, 0.001), units=(16,)):
 def _search(db, client, configs, **kwargs):
     options = {"x": "x", "y": "y", "iterations": 2, "db": db, "client": client, "normalizing_const": 16.0,
                "progress": False} | kwargs  # fmt: skip
-    return dasktrain.fit_multiple(TRAIN, configs, **options)
+    data = options.pop("data", TRAIN)
+    return dasktrain.fit_multiple(data, configs, **options)
 
 
-def _visits_per_iteration(search, segments, iterations):
-    """Each (configuration, iteration, segment) visited exactly once."""
-    seen = Counter((v["mst_key"], v["iteration"], v["segment"]) for v in search.visits)
-    expected = {(k, i, s) for k in search.results for i in range(1, iterations + 1) for s in segments}
-    return set(seen) == expected and set(seen.values()) == {1}
+def _visits_per_iteration(search, parts, iterations, segments=None):
+    """Each (configuration, iteration, part) visited exactly once, and its parts covering each segment once."""
+    seen = Counter((v["mst_key"], v["iteration"], v["part"]) for v in search.visits)
+    expected = {(k, i, p) for k in search.results for i in range(1, iterations + 1) for p in range(parts)}
+    covered = {}
+    for v in search.visits:
+        covered.setdefault((v["mst_key"], v["iteration"]), []).extend(v["segments"])
+    segments = list(range(parts)) if segments is None else segments
+    return (set(seen) == expected and set(seen.values()) == {1}
+            and all(sorted(c) == segments for c in covered.values()))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def six(db, digits):
+    x, y = digits
+    loaders.write_arrays(db, SIX, x[:1400], y[:1400], segments=6, if_exists="replace")
+    yield SIX
+    drop_tables(db, SIX)
+
+
+def _parts_cover_the_segments(search, workers, iterations, segments=6, rows=1400):
+    """One visit per worker per model per iteration, each over several segments, each part on one worker."""
+    assert len(search.visits) == len(search.results) * iterations * workers
+    assert _visits_per_iteration(search, parts=workers, iterations=iterations, segments=list(range(segments)))
+    assert all(len(v["segments"]) >= 2 for v in search.visits)
+    for key, result in search.results.items():
+        assert [h["rows"] for h in result.history] == [rows] * iterations
+        for iteration in range(1, iterations + 1):
+            visits = [v for v in search.visits if (v["mst_key"], v["iteration"]) == (key, iteration)]
+            assert sum(v["rows"] for v in visits) == rows
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +79,8 @@ def search(db, client, digits):
     return _search(db, client, _configs(units=(16, 32)), validation=TEST, seed=5)
 
 
-def test_every_configuration_visits_every_segment_once_per_iteration(search):
-    assert _visits_per_iteration(search, segments=[0, 1], iterations=2)
+def test_every_configuration_visits_every_part_once_per_iteration(search):
+    assert _visits_per_iteration(search, parts=2, iterations=2)  # 2 segments on 2 workers: a segment each
     assert len(search.results) == 4 and set(search.status.values()) == {"finished"}
     for result in search.results.values():
         assert [h["rows"] for h in result.history] == [1400, 1400]
@@ -83,19 +111,21 @@ def replay(parts, architecture, compile_params, weights, visits, mst_key, seed):
     """Train one model on the same batches, visit after visit, in one Keras model (run on the worker)."""
     from dasktrain._model_spec import compiled_model
     from dasktrain.train import _worker
-    from dasktrain.train._segment_data import prepare_segment
+    from dasktrain.train._segment_data import SegmentData, prepare_segment
 
     model = compiled_model(architecture, compile_params)
     model.set_weights(weights)
     job = _worker.Job("replay", architecture, compile_params, batch_size=32, seed=seed)
-    for segment, iteration in visits:
-        data = prepare_segment(parts[segment], "x", "y", (8, 8), 1.0, (10,))
-        _worker._train(model, data, job, np.random.default_rng([seed, mst_key, segment, iteration]))
+    for part, segments, iteration in visits:
+        data = SegmentData.concat([prepare_segment(parts[s], "x", "y", (8, 8), 1.0, (10,)) for s in segments])
+        _worker._train(model, data, job, np.random.default_rng([seed, mst_key, part, iteration]))
     return model.get_weights()
 
 
 def test_optimizer_state_travels_with_the_model_bitwise(db, table_name):
-    """One worker: every hop restores weights and Adam's moments exactly, as if one model saw every batch."""
+    """One worker: every hop restores weights and Adam's moments exactly, as if one model saw every batch.
+
+    Its two segments are one part, shuffled together."""
     data = frame([300, 200])
     model = mlp()
     initial = model.get_weights()
@@ -106,8 +136,9 @@ def test_optimizer_state_travels_with_the_model_bitwise(db, table_name):
                                         progress=False)  # fmt: skip
         parts = [data.partitions[k].compute() for k in range(2)]
         for config in configs:
-            order = [(v["segment"], v["iteration"]) for v in search.visits if v["mst_key"] == config.mst_key]
-            assert sorted(order) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+            order = [(v["part"], tuple(v["segments"]), v["iteration"]) for v in search.visits
+                     if v["mst_key"] == config.mst_key]  # fmt: skip
+            assert order == [(0, (0, 1), 1), (0, (0, 1), 2)]
             result = search[config.mst_key]
             expected = client.submit(replay, parts, result.architecture, result.compile_params, initial, order,
                                      config.mst_key, 3, pure=False).result()  # fmt: skip
@@ -116,15 +147,31 @@ def test_optimizer_state_travels_with_the_model_bitwise(db, table_name):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_visit_is_re_queued_and_counted_once(db, digits):
+def test_a_worker_killed_mid_visit_is_re_queued_and_counted_once(db, six):
+    """The parts are homed again on the live workers (their 6 segments moved as needed), each row counted once."""
     with own_cluster() as (_, client):
         killer = in_background(lambda: kill_worker_running(client, "visit-2-None-", timeout=120))
-        search = _search(db, client, _configs(rates=(0.01, 0.003)), iterations=3, validation=TEST)
+        search = _search(db, client, _configs(rates=(0.01, 0.003)), iterations=3, validation=TEST, data=SIX)
         killer.join()
     assert killer.error is None
-    assert _visits_per_iteration(search, segments=[0, 1], iterations=3)
+    _parts_cover_the_segments(search, workers=2, iterations=3)
     assert set(search.status.values()) == {"finished"}
     assert search.best.metric("accuracy", "validation")[-1] > 0.8
+
+
+def test_a_visit_covers_a_workers_segments_when_there_are_more_segments_than_workers(db, client, six):
+    """6 segments on 2 workers: each model makes 2 visits per iteration (one per worker), each over 3 segments."""
+    search = dasktrain.fit_multiple(six, _configs(), x="x", y="y", iterations=2, validation=TEST, db=db,
+                                    client=client, normalizing_const=16.0, progress=False, seed=1)  # fmt: skip
+    workers = len(client.scheduler_info()["workers"])
+    assert workers == 2
+    _parts_cover_the_segments(search, workers, iterations=2)
+    where = {}
+    for v in search.visits:  # a part stays on its worker, one part per worker
+        where.setdefault(v["part"], set()).add(v["worker"])
+    assert all(len(w) == 1 for w in where.values()) and len(set.union(*where.values())) == workers
+    assert set(search.status.values()) == {"finished"}
+    assert search.best.metric("accuracy", "validation")[-1] > 0.8  # as well as with one segment per worker
 
 
 def test_a_diverging_configuration_is_marked_and_the_others_finish(db, client, digits):
@@ -153,7 +200,7 @@ def test_folds_cover_the_table_once_and_each_model_leaves_its_fold_out(db, clien
         for visit in search.visits:
             if visit["mst_key"] == key and visit["iteration"] == 1:
                 rows[visit["fold"]] += visit["rows"]
-        # each fold's model trained on the other folds' rows, over both segments
+        # each fold's model trained on the other folds' rows, over both parts
         assert sum(rows.values()) == 2 * 1400 and all(0 < n < 1400 for n in rows.values())
     table = search.table()
     assert {"validation_accuracy", "validation_accuracy_std", "validation_loss_std"} <= set(table.columns)

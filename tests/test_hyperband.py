@@ -42,15 +42,16 @@ def test_each_bracket_trains_its_rungs_and_keeps_the_best(search):
     survivors = {k for k in keys if search[k].iterations > 1}
     assert survivors == set(sorted(first, key=first.get)[:2])
     assert search.passes == sum(sum(v) for v in BRACKETS.values()) == 28
-    assert len(search.visits) == 2 * 28  # two segments: each iteration trained once, nothing retrained
+    assert len(search.visits) == 2 * 28  # two parts (a segment on each worker): each iteration trained once
 
 
 def test_survivors_carry_their_model_over_the_rungs(search):
     winner = next(k for k in _by_bracket(search)[2] if search[k].iterations == 4)
     history = search[winner].history
     assert [h["iteration"] for h in history] == [1, 2, 3, 4]
-    visits = sorted((v["iteration"], v["segment"]) for v in search.visits if v["mst_key"] == winner)
-    assert visits == [(i, s) for i in range(1, 5) for s in (0, 1)]
+    visits = sorted((v["iteration"], v["part"], v["segments"]) for v in search.visits if v["mst_key"] == winner)
+    assert [(i, p) for i, p, _ in visits] == [(i, p) for i in range(1, 5) for p in (0, 1)]
+    assert all(sorted(a + b) == [0, 1] for (_, _, a), (_, _, b) in zip(visits[::2], visits[1::2], strict=True))
     assert history[-1]["validation"]["loss"] < history[0]["validation"]["loss"]
 
 

@@ -25,9 +25,10 @@ class SelectionResult:
         ``"finished"``, ``"diverged"`` (its loss became NaN; the others went on) or ``"stopped"``
         (a Hyperband rung left it behind).
     visits : list of dict
-        Every model's visit to a segment: ``mst_key``, ``fold``, ``iteration``, ``segment``,
-        ``worker``, ``rows``, ``started`` (epoch seconds) and ``seconds``; a visit lost with its
-        worker and run again appears once.
+        Every model's visit to a part (the segments one worker holds): ``mst_key``, ``fold``,
+        ``iteration``, ``part``, ``segments`` (the segment numbers it covered), ``worker``, ``rows``,
+        ``started`` (epoch seconds) and ``seconds``; a visit lost with its worker and run again
+        appears once.
     rank_by : str
         What ``best`` minimizes (losses) or maximizes (metrics): ``"validation_loss"``, ``"training_loss"``,
         or ``"validation_<metric>"``.

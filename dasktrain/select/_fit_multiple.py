@@ -1,4 +1,8 @@
-"""``fit_multiple``: train many configurations at once with model hopper parallelism."""
+"""``fit_multiple``: train many configurations at once with model hopper parallelism.
+
+The data is read once, its segments grouped into one *part* per training worker
+(:mod:`._hopper`); each configuration's model visits each part once per iteration.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from ..train._cache import choose_cache
 from ..train._cluster_segments import ClusterSegments, planned_reads
 from ..train._fit import _Plan, class_values, fit
 from ._configs import ModelConfig
-from ._hopper import HoppingModel, ModelHopper
+from ._hopper import HoppingModel, ModelHopper, part_groups
 
 logger = logging.getLogger("dasktrain")
 
@@ -49,16 +53,18 @@ def fit_multiple(
     db=None,
     progress: bool = True,
 ) -> SelectionResult:
-    """Train every configuration on the data at once: segments stay on their workers, models hop.
+    """Train every configuration on the data at once: the data stays on its workers, models hop.
 
-    Each segment is read once, onto one worker, and stays there. In each iteration every
-    configuration's model visits every segment exactly once and trains one pass over its rows
-    (``epochs`` passes with ``fit_params`` epochs), carrying its weights *and its optimizer's
-    state* from segment to segment, so a model trains as it would on the whole table in one
-    process. Each worker trains one model at a time and, when free, takes a model that has not
-    yet visited its segment: no worker waits for a round to end. A worker lost mid-visit costs
-    that visit only: it runs again on the segment's new worker, counted once. A configuration
-    whose loss becomes NaN is marked ``"diverged"`` and the others go on.
+    Each segment is read once, onto one worker. The segments are grouped once into *parts*, one
+    per training worker with rows evened out, and each part is brought to its worker, where it
+    stays. In each iteration every configuration's model visits every part exactly once and
+    trains one pass over its rows, its segments shuffled together (``epochs`` passes with
+    ``fit_params`` epochs), carrying its weights *and its optimizer's state* from part to part,
+    so a model trains as it would on the whole table in one process. Each worker trains one model
+    at a time and, when free, takes a model that has not yet visited its part: no worker waits
+    for a round to end. A worker lost mid-visit costs that visit only: the parts are homed again
+    on the live workers and the visit runs again, counted once. A configuration whose loss
+    becomes NaN is marked ``"diverged"`` and the others go on.
 
     Parameters
     ----------
@@ -70,7 +76,7 @@ def fit_multiple(
     x, y : str
         Feature and label columns, as for :func:`fit`.
     iterations : int
-        Passes of every model over every segment.
+        Passes of every model over the data (a visit to every part).
     validation : dask.dataframe.DataFrame or str, optional
         Evaluated by each model after every ``metrics_every``-th iteration and its last.
     folds : int, optional
@@ -85,7 +91,7 @@ def fit_multiple(
         ``"training_loss"``), or a compiled metric such as ``"accuracy"`` / ``"validation_accuracy"``
         (higher is better).
     normalizing_const, retries, seed, use_gpus, cache, client, db, progress
-        As for :func:`fit`. ``seed`` seeds each visit's shuffle from (seed, mst_key, segment, iteration).
+        As for :func:`fit`. ``seed`` seeds each visit's shuffle from (seed, mst_key, part, iteration).
 
     Returns
     -------
@@ -157,7 +163,8 @@ class Search:
 
     @contextlib.contextmanager
     def started(self):
-        """Read the segments onto the cluster; release them (and the workers' state) at the end."""
+        """Read the segments onto the cluster and group them into parts; release them (and the workers'
+        state) at the end."""
         from ..runtime._cluster import client_or_local
 
         base = self.base
@@ -179,6 +186,7 @@ class Search:
                 self.train = ClusterSegments.prepare(client, base.data, base, "data", placed, cache)
                 for plan in self.plans.values():
                     plan.check(self.train.stats, "data")
+                self.groups = part_groups(client, self.train)  # fixed for the search (Hyperband's rungs too)
                 if base.validation is not None:
                     cache = choose_cache(base.cache, planned_reads(base.validation), base.features, holders)
                     self.validation = ClusterSegments.prepare(
@@ -195,7 +203,7 @@ class Search:
                     client.run(_worker.forget_fit, self.fit_id, gpu)
 
     def job(self, mst_key: int) -> _worker.Job:
-        return self.plans[mst_key].job(self.fit_id, segments=len(self.train.ids))
+        return self.plans[mst_key].job(self.fit_id)  # one model, trained by one worker at a time
 
     def models(self, keys=None, last: int | None = None) -> list[HoppingModel]:
         """A fresh model per configuration (per fold with cross-validation), at its initial weights."""
@@ -210,8 +218,9 @@ class Search:
 
     def run(self, models: list[HoppingModel], started: float | None = None) -> None:
         hopper = ModelHopper(
-            self.client, self.train, self.validation, models, metrics_every=self.base.metrics_every,
-            retries=self.base.retries, progress=self.base.progress, started=started,
+            self.client, self.train, self.validation, models, groups=self.groups,
+            metrics_every=self.base.metrics_every, retries=self.base.retries, progress=self.base.progress,
+            started=started,
         )  # fmt: skip
         self.visits = getattr(self, "visits", []) + hopper.run()
 
@@ -248,7 +257,7 @@ def _folds(folds, validation, cache) -> int | None:
     if validation is not None:
         raise DataError("folds= holds out each fold in turn as validation data: leave out validation=.")
     if cache == "disk":
-        raise DataError("folds= takes a fold's rows out of each segment in memory: use cache='memory' or 'auto'.")
+        raise DataError("folds= takes a fold's rows out of each part in memory: use cache='memory' or 'auto'.")
     return int(folds)
 
 

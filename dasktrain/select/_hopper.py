@@ -1,14 +1,19 @@
-"""Model hopper parallelism: segments stay on the workers that read them; models hop between workers.
+"""Model hopper parallelism: the data stays on the workers; models hop between workers.
 
-Every model visits every segment once per iteration, one pass over its rows each time, and
-carries its optimizer's state from visit to visit. A worker trains one model at a time, with the
-next visit already waiting in its queue: a model that has not yet visited one of its segments in
-that model's current iteration (there is no barrier between hops, nor between iterations: a model that has finished
-an iteration starts the next one while others are still in theirs).
+The segments are grouped once per search into *parts*, one per training worker (rows evened
+out, as :func:`dasktrain.fit` groups its replicas: :mod:`dasktrain.train._replicas`), and each
+part is brought to its worker. Every model visits every part once per iteration, one pass over
+all the part's rows (its segments shuffled together) each time, and carries its optimizer's state
+from visit to visit: with 64 segments on 2 workers, 2 visits per model per iteration, not 64,
+each with its fixed cost (as Cerebro does). A worker trains one model at a time, with the next
+visit already waiting in its queue: a model that has not yet visited one of its parts in that
+model's current iteration (there is no barrier between hops, nor between iterations: a model
+that has finished an iteration starts the next one while others are still in theirs).
 
 The client keeps each model's state after its last finished visit, and a visit counts only when
 its result has come back. A worker lost mid-visit therefore costs only that visit: its segments
-are read again on a live worker, and the visit is run again there from the kept state, once.
+are read again on a live worker, the parts (their grouping fixed) are homed again on the live
+workers, and the visit is run again from the kept state, once. Each row counts once per iteration.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from dataclasses import dataclass, field
 from ..errors import SegmentFailedError, TrainingDivergedError
 from ..models._fit_state import ModelState
 from ..runtime._guard import POLL, cluster_workers
+from ..runtime._placement import gpu_workers
 from ..train import _worker
 from ..train._reducer import tree_reduce
-from ..train._visit import Visit, evaluate_model, metrics_of, visit_segment
+from ..train._replicas import Replica, group_segments, home
+from ..train._visit import Visit, evaluate_model, metrics_of, visit_part
 
 logger = logging.getLogger("dasktrain")
 
@@ -43,7 +50,7 @@ class HoppingModel:
     iteration: int = 1  # the iteration it is in
     history: list[dict] = field(default_factory=list)
     failed: str | None = None  # why it diverged
-    remaining: set = field(default_factory=set)  # segments it has yet to visit this iteration
+    remaining: set = field(default_factory=set)  # parts it has yet to visit this iteration
     running: object = None  # the future of its visit in progress
     last_visit: object = None  # the future of its last finished visit, which the next one starts from
     visit: Visit | None = None
@@ -56,16 +63,33 @@ class HoppingModel:
         return self.failed is not None or self.iteration > self.last
 
 
-class ModelHopper:
-    """Run every model's iterations over the segments in ``train`` (a ``ClusterSegments``).
+def training_workers(client, train) -> list[str]:
+    """The workers that train: GPU workers when the segments were placed on GPUs, else all."""
+    return sorted(gpu_workers(client) if train.placed else cluster_workers(client))
 
+
+def part_groups(client, train) -> list[tuple[int, ...]]:
+    """The segments (positions in ``train``) of each part: one part per training worker, rows evened out.
+
+    Made once per search: a part keeps its segments when workers come and go.
+    """
+    return group_segments(train.row_counts, None, training_workers(client, train), train.holders, train.on_disk)
+
+
+class ModelHopper:
+    """Run every model's iterations over the parts of ``train`` (a ``ClusterSegments``).
+
+    ``groups`` are the parts' segments (positions in ``train``; default: :func:`part_groups`).
     ``validation`` (a ``ClusterSegments`` or None) is evaluated by each model after each
     ``metrics_every``-th iteration and its last; models with a ``fold`` are evaluated on that
     fold's rows of ``train`` instead.
     """
 
-    def __init__(self, client, train, validation, models, *, metrics_every=1, retries=2, progress=True, started=None):
+    def __init__(self, client, train, validation, models, *, groups=None, metrics_every=1, retries=2, progress=True,
+                 started=None):  # fmt: skip
         self.client, self.train, self.validation = client, train, validation
+        self.groups = part_groups(client, train) if groups is None else list(groups)
+        self.parts: list[Replica] = []  # each part's segments and the worker it is homed on
         self.models = list(models)
         self.metrics_every, self.retries, self.progress = metrics_every, retries, progress
         self.started = time.perf_counter() if started is None else started
@@ -80,11 +104,12 @@ class ModelHopper:
         from distributed import wait
         from tqdm.auto import tqdm
 
+        self._home()
         for model in self.models:
             if not model.done:
-                model.remaining = set(self.train.ids)
+                model.remaining = set(range(len(self.parts)))
         self.watched = time.monotonic()
-        total = sum(max(0, m.last - m.iteration + 1) for m in self.models) * len(self.train.ids)
+        total = sum(max(0, m.last - m.iteration + 1) for m in self.models) * len(self.parts)
         self.bar = tqdm(total=total, desc="fit_multiple", unit="visit", disable=not self.progress, leave=True)
         try:
             while True:
@@ -117,39 +142,60 @@ class ModelHopper:
                     model.running = None
         return self.visits
 
+    # -- parts -------------------------------------------------------------------------------------
+
+    def _home(self) -> None:
+        """Home every part on a live training worker (the one holding most of its rows, parts spread
+        evenly) and bring its segments there; wait until they are."""
+        client, train = self.client, self.train
+        self.parts = home(self.groups, train.row_counts, train.holders, training_workers(client, train),
+                          train.on_disk)  # fmt: skip
+        moved = []
+        for part in self.parts:
+            for i in part.segments:
+                if train.holders[i] != part.worker:
+                    train.move(client, i, part.worker)
+                    moved.append(train.ids[i])
+        if moved:
+            logger.info("fit_multiple: segments %s moved to the workers of their parts", sorted(moved))
+            train.locate(client)
+
+    def _segments(self, part: Replica) -> tuple[int, ...]:
+        """The segment numbers of a part."""
+        return tuple(self.train.ids[i] for i in part.segments)
+
     # -- scheduling --------------------------------------------------------------------------------
 
     def _assign(self) -> None:
-        """Keep every worker at ``QUEUED`` visits: to its segments, by the models that still need them.
+        """Keep every worker at ``QUEUED`` visits: to its parts, by the models that still need them.
 
         The second visit waits in the worker's own queue and starts the moment the first ends,
         without waiting for the client to hear of it and send the next.
         """
         load = Counter(m.worker for m in self.models if m.running is not None)
-        for worker in dict.fromkeys(self.train.holders):
+        for worker in dict.fromkeys(p.worker for p in self.parts):
             while load[worker] < QUEUED:
                 choice = self._choose(worker)
                 if choice is None or not self._submit(*choice, worker):
                     break
                 load[worker] += 1
 
-    def _choose(self, worker: str) -> tuple[HoppingModel, int] | None:
-        """The model furthest behind (so none lags at the end) that still has to visit one of ``worker``'s segments."""
+    def _choose(self, worker: str) -> tuple[HoppingModel, Replica] | None:
+        """The model furthest behind (so none lags at the end) that still has to visit one of ``worker``'s parts."""
         choice = None
-        for segment, holder in zip(self.train.ids, self.train.holders, strict=True):
-            if holder != worker:
+        for part in self.parts:
+            if part.worker != worker:
                 continue
             for model in self.models:
-                if model.running is None and not model.done and segment in model.remaining:
+                if model.running is None and not model.done and part.id in model.remaining:
                     rank = (model.iteration, -len(model.remaining), model.mst_key, model.fold or 0)
                     if choice is None or rank < choice[0]:
-                        choice = (rank, model, segment)
+                        choice = (rank, model, part)
         return None if choice is None else choice[1:]
 
-    def _submit(self, model: HoppingModel, segment: int, worker: str) -> bool:
+    def _submit(self, model: HoppingModel, part: Replica, worker: str) -> bool:
         client, train = self.client, self.train
-        data = train.futures[train.ids.index(segment)]
-        visit = Visit(model.mst_key, segment, model.iteration, model.fold)
+        visit = Visit(model.mst_key, part.id, model.iteration, model.fold, self._segments(part))
         # From the last visit's result where it is still on the cluster (worker to worker); else from
         # the copy the client keeps (the first visit, or after a worker was lost).
         try:
@@ -158,15 +204,15 @@ class ModelHopper:
             self.watched = 0.0
             return False
         model.running = client.submit(
-            visit_segment,
-            data,
+            visit_part,
             state,
             model.job,
             visit,
+            *[train.futures[i] for i in part.segments],
             workers=[worker],
-            allow_other_workers=False,  # the segment is there; a lost worker is handled by _watch_workers
+            allow_other_workers=False,  # the part is there; a lost worker is handled by _watch_workers
             pure=False,
-            key=f"visit-{model.mst_key}-{model.fold}-{segment}-{model.iteration}-{uuid.uuid4().hex[:8]}",
+            key=f"visit-{model.mst_key}-{model.fold}-{part.id}-{model.iteration}-{uuid.uuid4().hex[:8]}",
             **train.placed,
         )
         model.visit, model.worker = visit, worker
@@ -180,13 +226,14 @@ class ModelHopper:
         model.last_visit = None
         if future.status == "finished":
             model.state, model.last_visit = result.state, future
-            model.remaining.discard(visit.segment)
+            model.remaining.discard(visit.part)
             model.rows += result.rows
             for name, value in result.metrics.items():
                 model.totals[name] = model.totals.get(name, 0.0) + value * result.rows
             self.visits.append({
-                "mst_key": visit.mst_key, "fold": visit.fold, "iteration": visit.iteration, "segment": visit.segment,
-                "worker": result.worker, "rows": result.rows, "started": result.started, "seconds": result.seconds,
+                "mst_key": visit.mst_key, "fold": visit.fold, "iteration": visit.iteration, "part": visit.part,
+                "segments": list(visit.segments), "worker": result.worker, "rows": result.rows,
+                "started": result.started, "seconds": result.seconds,
             })  # fmt: skip
             self.bar.update(1)
             if not model.remaining:
@@ -198,8 +245,7 @@ class ModelHopper:
         error = future.exception()
         if isinstance(error, TrainingDivergedError):
             model.failed = str(error)
-            self.bar.update((model.last - model.iteration + 1) * len(self.train.ids) - len(self.train.ids)
-                            + len(model.remaining))  # fmt: skip
+            self.bar.update((model.last - model.iteration) * len(self.parts) + len(model.remaining))
             logger.warning("fit_multiple: %s; the other configurations go on", error)
             return
         if isinstance(error, KilledWorker):
@@ -224,15 +270,30 @@ class ModelHopper:
             self._evaluate(model, entry, model.state.weights)
         model.iteration += 1
         model.totals, model.rows = {}, 0
-        model.remaining = set(self.train.ids) if not model.done else set()
+        model.remaining = set(range(len(self.parts))) if not model.done else set()
 
     def _evaluate(self, model: HoppingModel, entry: dict, weights) -> None:
+        """Evaluate ``weights``: one task per worker holding validation segments (with a fold: the
+        training segments, on that fold's rows), reduced by rows on the cluster."""
         client = self.client
         sources = self.train if model.fold is not None else self.validation
         shared = client.scatter([weights], hash=False)[0]
+        by_worker: dict[str, list] = {}
+        for future, holder in zip(sources.futures, sources.holders, strict=True):
+            by_worker.setdefault(holder, []).append(future)
         parts = [
-            client.submit(evaluate_model, data, shared, model.job, model.fold, pure=False, **sources.placed)
-            for data in sources.futures
+            client.submit(
+                evaluate_model,
+                shared,
+                model.job,
+                model.fold,
+                *futures,
+                workers=[worker],
+                allow_other_workers=True,
+                pure=False,
+                **sources.placed,
+            )  # fmt: skip
+            for worker, futures in by_worker.items()
         ]
         total = client.submit(metrics_of, tree_reduce(client, parts, _worker.merge), pure=False)
         self.evaluations[total] = (model, entry, weights)
@@ -251,8 +312,10 @@ class ModelHopper:
     def _watch_workers(self) -> None:
         self.watched = time.monotonic()
         workers = cluster_workers(self.client)
-        gone = {w for w in [*self.train.holders, *(m.worker for m in self.models if m.running)] if w not in workers}
+        gone = {w for w in [*self.train.holders, *(p.worker for p in self.parts),
+                            *(m.worker for m in self.models if m.running)] if w not in workers}  # fmt: skip
         if not gone:
+            self._spread(workers)
             return
         for model in self.models:
             model.last_visit = None  # it may have been on a lost worker: start from the client's copy
@@ -260,11 +323,21 @@ class ModelHopper:
                 model.running.cancel()
                 model.running = None
                 self._lost(model, model.visit)
-        logger.warning("fit_multiple: lost %s; reading its segments again and re-running its visits",
-                       ", ".join(sorted(gone)))  # fmt: skip
+        logger.warning("fit_multiple: lost %s; reading its segments again, homing its parts on the live workers "
+                       "and re-running its visits", ", ".join(sorted(gone)))  # fmt: skip
         self.train.locate(self.client)
         if self.validation is not None:
             self.validation.locate(self.client)
+        self._home()
+
+    def _spread(self, workers: dict) -> None:
+        """When a worker has joined (a lost one restarted) while another holds several parts, home them again."""
+        homes = Counter(p.worker for p in self.parts)
+        idle = [w for w, info in workers.items()
+                if w not in homes and (not self.train.placed or info.get("resources", {}).get("GPU"))]  # fmt: skip
+        if idle and max(homes.values(), default=0) > 1:
+            logger.info("fit_multiple: %s joined; homing the parts again", ", ".join(sorted(idle)))
+            self._home()
 
     def _lost(self, model: HoppingModel, visit: Visit) -> None:
         """A visit whose worker (or data) was lost: it is run again from the model's kept state."""

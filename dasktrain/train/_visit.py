@@ -1,9 +1,12 @@
-"""One model's visit to one segment (model hopper parallelism), run on the worker holding the segment.
+"""One model's visit to one *part* (model hopper parallelism), run on the worker holding the part.
 
-In :func:`dasktrain.fit_multiple` segments stay where they were read and models move: a visit
-loads the model's weights *and its optimizer's state* into this worker's built model, trains
-one pass over the segment's rows, and returns both. The next segment continues exactly where
-this one stopped (MADlib resets the optimizer at every hop).
+A part is the segments that one training worker holds for a search (grouped once, rows evened
+out, as :func:`dasktrain.fit` groups its replicas). In :func:`dasktrain.fit_multiple` parts stay
+where they are and models move: a visit loads the model's weights *and its optimizer's state*
+into this worker's built model, trains one pass over all the part's rows, shuffled across its
+segments as one stream, and returns both. The next part continues exactly where this one stopped
+(MADlib resets the optimizer at every hop). One visit per worker, not per segment, keeps the
+fixed cost of a visit (loading a model, one ``model.fit``) to one per worker per iteration.
 """
 
 from __future__ import annotations
@@ -23,17 +26,23 @@ from ._segment_data import SegmentData
 
 @dataclass(frozen=True)
 class Visit:
-    """Which model visits which segment in which of its iterations (``fold``: the rows it leaves out)."""
+    """Which model visits which part in which of its iterations (``fold``: the rows it leaves out).
+
+    >>> Visit(3, 1, 2, segments=(0, 4)).label
+    'configuration 3 on part 1 (segments 0, 4), iteration 2'
+    """
 
     mst_key: int
-    segment: int
+    part: int
     iteration: int
     fold: int | None = None
+    segments: tuple[int, ...] = ()  # the segment numbers of the part
 
     @property
     def label(self) -> str:
         fold = "" if self.fold is None else f" fold {self.fold}"
-        return f"configuration {self.mst_key}{fold} on segment {self.segment}, iteration {self.iteration}"
+        segments = f" (segments {', '.join(map(str, self.segments))})" if self.segments else ""
+        return f"configuration {self.mst_key}{fold} on part {self.part}{segments}, iteration {self.iteration}"
 
 
 @dataclass(frozen=True)
@@ -59,28 +68,26 @@ def _sizeof_visit(result: VisitResult) -> int:
     return _sizeof_state(result.state)
 
 
-def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> VisitResult:
-    """Train the model in ``state`` (a ModelState, or the previous visit's result) for one pass over this
-    worker's segment; return it with its optimizer.
+def visit_part(state, job: _worker.Job, visit: Visit, *segments: SegmentData) -> VisitResult:
+    """Train the model in ``state`` (a ModelState, or the previous visit's result) for one pass over the
+    rows of ``segments`` (this worker's part), shuffled together; return it with its optimizer.
 
-    ``job.seed`` seeds the pass's shuffle from (seed, mst_key, segment, iteration): a search
-    run twice visits the same batches in the same order.
+    ``job.seed`` seeds the pass's shuffle from (seed, mst_key, part, iteration): a search run
+    twice visits the same batches in the same order.
     """
     from distributed import get_worker
 
     started, clock = time.time(), time.perf_counter()
     if isinstance(state, VisitResult):
         state = state.state
-    rows = training_rows(data, visit.fold)
+    rows = training_rows(SegmentData.concat(segments), visit.fold)
     slot = _worker._plugin().slot(job)
     with slot.lock:
         model = slot.model
         rows = as_input(rows, model)
         slot.start_from(state.weights, state.optimizer)
         rng = (
-            None
-            if job.seed is None
-            else np.random.default_rng([job.seed, visit.mst_key, visit.segment, visit.iteration])
+            None if job.seed is None else np.random.default_rng([job.seed, visit.mst_key, visit.part, visit.iteration])
         )
         metrics = _worker._train(model, rows, job, rng) if rows.rows else {}
         if not np.isfinite(metrics.get("loss", 0.0)):
@@ -96,8 +103,10 @@ def visit_segment(data: SegmentData, state, job: _worker.Job, visit: Visit) -> V
     return VisitResult(trained, metrics, rows.rows, started, time.perf_counter() - clock, get_worker().address)
 
 
-def evaluate_model(data: SegmentData, weights, job: _worker.Job, fold: int | None = None) -> WeightedSum:
-    """Loss and metrics of ``weights`` on this segment (with ``fold``: on that fold's rows only)."""
+def evaluate_model(weights, job: _worker.Job, fold: int | None, *segments: SegmentData) -> WeightedSum:
+    """Loss and metrics of ``weights`` on the rows of ``segments`` (this worker's), as one stream (with
+    ``fold``: on that fold's rows only)."""
+    data = SegmentData.concat(segments)
     rows = data if fold is None else data.take(np.flatnonzero(data.fold == fold))
     if not rows.rows:
         return WeightedSum.of([], 0, {})
@@ -105,7 +114,7 @@ def evaluate_model(data: SegmentData, weights, job: _worker.Job, fold: int | Non
 
 
 def as_input(data: SegmentData, model) -> SegmentData:
-    """The segment's features viewed in the model's input shape (an MLP's (28, 28), a CNN's (28, 28, 1)):
+    """The rows' features viewed in the model's input shape (an MLP's (28, 28), a CNN's (28, 28, 1)):
     configurations of one search share the data, read once, and may differ in their input's axes."""
     shape = tuple(model.inputs[0].shape[1:])
     if tuple(data.X.shape[1:]) == shape:
@@ -114,7 +123,7 @@ def as_input(data: SegmentData, model) -> SegmentData:
 
 
 def training_rows(data: SegmentData, fold: int | None) -> SegmentData:
-    """All of the segment's rows, or those outside ``fold`` (cross-validation).
+    """All of the part's rows, or those outside ``fold`` (cross-validation).
 
     >>> data = SegmentData(np.arange(4).reshape(4, 1), np.arange(4), fold=np.array([0, 1, 0, 1], np.uint8))
     >>> training_rows(data, 1).y.tolist()
