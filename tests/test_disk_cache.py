@@ -165,12 +165,36 @@ def test_loaders_tables_train_on_disk_with_several_segments(db, client, table_na
     model = keras.Sequential(
         [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")]
     )
-    result = dasktrain.fit(
-        table_name, model, x="x", y="y", db=db, client=client, compile=COMPILE, iterations=2,
-        normalizing_const=255.0, progress=False, cache="disk",
-    )  # fmt: skip
-    assert result.num_rows == 400 and result.num_segments == 4
+    start = model.get_weights()
+    results = {
+        cache: dasktrain.fit(
+            table_name, model, x="x", y="y", db=db, client=client, compile=COMPILE, iterations=2, seed=3,
+            normalizing_const=255.0, progress=False, cache=cache, initial_weights=start,
+        )  # fmt: skip
+        for cache in ("disk", "memory")
+    }
+    result = results["disk"]
+    assert result.num_rows == 400 and result.num_segments == 4 and result.num_replicas == 2
     assert all(entry["rows"] == 400 for entry in result.history)
+    # Two segments on disk stream into each replica, shuffled together as two in memory are.
+    for a, b in zip(result.weights, results["memory"].weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_segments_on_disk_join_a_replica_as_files_read_a_batch_at_a_time(tmp_path):
+    from dasktrain.train._segment_data import SegmentData
+
+    parts = []
+    for k in range(3):
+        values = np.arange(k * 40, k * 40 + 40, dtype=np.float32).reshape(10, 4)
+        path = str(tmp_path / f"segment{k}")
+        values.tofile(path)
+        parts.append(SegmentData(_disk.DiskArray(path, np.float32, (10, 4)), np.arange(10) + 10 * k))
+    replica = SegmentData.concat(parts)
+    assert all(isinstance(a, _disk.DiskArray) for a in replica.X.arrays)  # nothing loaded whole
+    order = np.random.default_rng(0).permutation(30)[:8]
+    np.testing.assert_array_equal(replica.features(order)[:, 0], order * 4)
+    np.testing.assert_array_equal(replica.y[order], order)
 
 
 def test_validation_given_as_a_frame_stays_in_memory_beside_a_disk_cache(db, client, digits):

@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+from chaos import in_background, own_cluster
 from helpers import COMPILE, frame, mlp
 
 import dasktrain
@@ -12,6 +13,7 @@ from dasktrain import cli
 from dasktrain.errors import DataError
 from dasktrain.models._fit_state import ReplicaState
 from dasktrain.models._model_store import load_result
+from dasktrain.testing import kill_worker_running
 from dasktrain.train._replicas import group_segments, home, parse_replicas
 from dasktrain.train._resume import mean_state
 from dasktrain.train._segment_data import ConcatRows
@@ -166,3 +168,14 @@ def test_resume_with_another_number_of_replicas_starts_from_their_mean_state(
     train(db, client, replicas=4, strategy=dasktrain.Ensemble(), checkpoint=(db, table_name, "e"))
     with pytest.raises(DataError, match="ensemble of 4 members.*resume it with replicas=4"):
         train(db, client, iterations=3, strategy=dasktrain.Ensemble(), checkpoint=(db, table_name, "e"), resume=True)
+
+
+@pytest.mark.slow
+def test_a_lost_worker_is_retried_with_every_row_counted_once(db, tables):
+    with own_cluster() as (_, client):
+        killer = in_background(lambda: kill_worker_running(client, "train-replica-2-"))
+        result = train(db, client, iterations=4)
+        killer.join()
+    assert killer.error is None
+    assert [h["rows"] for h in result.history] == [1400] * 4
+    assert result.history[1]["retries"] == 1 and [h["replicas"] for h in result.history] == [2] * 4

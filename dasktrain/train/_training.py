@@ -254,8 +254,11 @@ class Training:
                     self.plan.retries,
                 )
                 self.train.locate(self.client)
-                self.carried = {}  # moved replicas restart like lost ones
-                moved = sorted({*moved, *self._place(iteration)[1]})
+                homes = {r.id: r.worker for r in self.replicas}
+                self.carried, again = self._place(iteration)
+                moved = sorted({*moved, *again})
+                # A finished replica that had to move trains again where its state now goes.
+                trained = {r.id: trained[r.id] for r in self.replicas if r.id in trained and r.worker == homes[r.id]}
 
     def _attempt(self, iteration: int, members: list, outer_state, evaluate: bool, attempt: int, trained: dict):
         """Submit the round (reusing ``trained``'s finished replicas), wait, check the rows merged.
