@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from ..errors import SegmentFailedError, TrainingDivergedError
 from ..models._fit_state import ModelState
 from ..runtime._guard import POLL, cluster_workers
-from ..runtime._placement import gpu_workers
 from ..train import _worker
 from ..train._reducer import tree_reduce
 from ..train._replicas import Replica, group_segments, home
@@ -63,17 +62,12 @@ class HoppingModel:
         return self.failed is not None or self.iteration > self.last
 
 
-def training_workers(client, train) -> list[str]:
-    """The workers that train: GPU workers when the segments were placed on GPUs, else all."""
-    return sorted(gpu_workers(client) if train.placed else cluster_workers(client))
-
-
 def part_groups(client, train) -> list[tuple[int, ...]]:
     """The segments (positions in ``train``) of each part: one part per training worker, rows evened out.
 
     Made once per search: a part keeps its segments when workers come and go.
     """
-    return group_segments(train.row_counts, None, training_workers(client, train), train.holders, train.on_disk)
+    return group_segments(train.row_counts, None, train.training_workers(client), train.holders, train.on_disk)
 
 
 class ModelHopper:
@@ -148,7 +142,7 @@ class ModelHopper:
         """Home every part on a live training worker (the one holding most of its rows, parts spread
         evenly) and bring its segments there; wait until they are."""
         client, train = self.client, self.train
-        self.parts = home(self.groups, train.row_counts, train.holders, training_workers(client, train),
+        self.parts = home(self.groups, train.row_counts, train.holders, train.training_workers(client),
                           train.on_disk)  # fmt: skip
         moved = []
         for part in self.parts:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import dask.dataframe as dd
 
-from ..runtime._guard import gather
+from ..runtime._guard import cluster_workers, gather
+from ..runtime._placement import gpu_workers
 from . import _segment_data, _worker
 
 logger = logging.getLogger("dasktrain")
@@ -76,6 +77,10 @@ class ClusterSegments:
         segments.on_disk = on_disk
         segments.locate(client)
         return segments
+
+    def training_workers(self, client) -> list[str]:
+        """The workers that train on these segments: GPU workers when they were placed on GPUs, else all."""
+        return sorted(gpu_workers(client) if self.placed else cluster_workers(client))
 
     @property
     def row_counts(self) -> list[int]:

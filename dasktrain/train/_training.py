@@ -26,7 +26,7 @@ import dask.dataframe as dd
 from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
-from ..runtime._placement import devices_used, gpu_workers, resolve_use_gpus, task_options
+from ..runtime._placement import devices_used, resolve_use_gpus, task_options
 from . import _worker
 from ._cache import choose_cache
 from ._cluster_segments import ClusterSegments, planned_reads
@@ -130,9 +130,6 @@ class Training:
             workers = {w: info for w, info in workers.items() if info.get("resources", {}).get("GPU")}
         return workers
 
-    def _training_workers(self) -> list[str]:
-        return sorted(gpu_workers(self.client) if self.train.placed else cluster_workers(self.client))
-
     def _enough_reads(self, data, workers: int):
         """The data, read in enough parts that every replica (and every worker) has rows of its own."""
         wanted = 1 if self.plan.strategy.centralized else reads_wanted(self.plan.replicas, workers)
@@ -146,7 +143,7 @@ class Training:
     def _group(self) -> list[tuple[int, ...]]:
         """Each replica's segments (positions in ``self.train``): made once, rows evened out."""
         replicas = 1 if self.plan.strategy.centralized else self.plan.replicas
-        workers = self._training_workers()
+        workers = self.train.training_workers(self.client)
         return group_segments(self.train.row_counts, replicas, workers, self.train.holders, self.train.on_disk)
 
     def _ids(self) -> list[int]:
@@ -164,7 +161,7 @@ class Training:
         plan = self.plan
         if plan.replicas is not None or plan.strategy.is_ensemble or plan.strategy.centralized:
             return
-        count = min(len(self._training_workers()), len(self.train.ids))
+        count = min(len(self.train.training_workers(self.client)), len(self.train.ids))
         if count in (0, len(self.groups)):
             return
         logger.info("fit: iteration %d: %d workers train now: %d replicas instead of %d",
@@ -181,7 +178,7 @@ class Training:
         ``({replica: future of its state}, the segments moved)``.
         """
         client, train = self.client, self.train
-        workers = self._training_workers()
+        workers = self.train.training_workers(self.client)
         if train.on_disk and any(len({host_of(train.holders[i]) for i in g}) > 1 for g in self.groups):
             self.groups = self._group()  # segments re-read on another host after a loss: group them anew
             self.job = dataclasses.replace(self.job, replicas=len(self.groups))
