@@ -52,7 +52,7 @@ def test_nan_labels_are_refused_before_training(client):
         )  # fmt: skip
 
 
-def test_a_diverging_fit_stops_naming_the_iteration_and_segment_and_keeps_the_last_good_checkpoint(
+def test_a_diverging_fit_stops_naming_the_iteration_and_replica_and_keeps_the_last_good_checkpoint(
     db, client, table_name
 ):
     with pytest.raises(TrainingDivergedError) as info:
@@ -63,7 +63,7 @@ def test_a_diverging_fit_stops_naming_the_iteration_and_segment_and_keeps_the_la
         )  # fmt: skip
     message = str(info.value)
     iteration = int(message.split("Training diverged at iteration ")[1].split(":")[0])
-    assert iteration >= 2 and "segment" in message and "is inf" in message or "is nan" in message
+    assert iteration >= 2 and "replica" in message and "is inf" in message or "is nan" in message
     saved = [m["version"] for m in dasktrain.list_models(db, table_name)]
     assert saved == list(range(1, iteration))  # one checkpoint per good iteration, none after
     assert f"last checkpoint is version {iteration - 1} of 'm'" in message

@@ -92,7 +92,9 @@ def test_loader_programs_start_without_a_warning():
 def test_a_training_result_prints_short(trained):
     text = repr(trained)
     assert len(text) < 400, text
-    assert text.startswith("TrainingResult(strategy=slowmo, iterations=3, rows=1400, segments=2, parameters=1210")
+    assert text.startswith(
+        "TrainingResult(strategy=slowmo, iterations=3, rows=1400, segments=2, replicas=2, parameters=1210"
+    )
     assert "training_loss=" in text
 
 
@@ -154,6 +156,6 @@ def test_fit_on_its_own_cluster_prints_the_dashboard_link_and_its_progress(db, d
     match = re.search(r"dasktrain: started a local Dask cluster of \d+ worker process(es)?; dashboard: http://\S+",
                       run.stderr)  # fmt: skip
     assert match, run.stderr
-    assert "fit: 100%" in run.stderr and "segment" in run.stderr
+    assert "fit: 100%" in run.stderr and "replica" in run.stderr
     for noise in ("cuInit", "Could not find cuda", "Traceback", "still alive"):
         assert noise not in run.stderr

@@ -178,4 +178,7 @@ def test_a_lost_worker_is_retried_with_every_row_counted_once(db, tables):
         killer.join()
     assert killer.error is None
     assert [h["rows"] for h in result.history] == [1400] * 4
-    assert result.history[1]["retries"] == 1 and [h["replicas"] for h in result.history] == [2] * 4
+    assert result.history[1]["retries"] == 1
+    # The retried round keeps its replicas; a later round may train one fewer until the worker is back.
+    replicas = [h["replicas"] for h in result.history]
+    assert replicas[:2] == [2, 2] and set(replicas) <= {1, 2}
