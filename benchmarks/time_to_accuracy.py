@@ -193,8 +193,9 @@ def plot_segments(sweep: list[dict], baseline: dict, path: Path) -> None:
     for strategy in dict.fromkeys(run["strategy"] for run in sweep):
         runs = [run for run in sweep if run["strategy"] == strategy]
         segments = [run["segments"] for run in runs]
-        left.plot(segments, [run["accuracy"][-1] for run in runs], "-o", label=strategy)
-        right.plot(segments, [run["seconds"][-1] / baseline["seconds"][-1] for run in runs], "-o", label=strategy)
+        name = strategy.split("(")[0]
+        left.plot(segments, [run["accuracy"][-1] for run in runs], "-o", label=name)
+        right.plot(segments, [run["seconds"][-1] / baseline["seconds"][-1] for run in runs], "-o", label=name)
     left.axhline(baseline["accuracy"][-1], color="k", ls="--", label="one process")
     left.axhline(baseline["accuracy"][-1] - 0.005, color="grey", ls=":", label="one process - 0.5 points")
     right.axhline(1.0, color="k", ls="--", label="one process")

@@ -147,7 +147,7 @@ def fit(
     ------
     DataError
         Bad input, found before training starts; :class:`~dasktrain.errors.TrainingDivergedError`
-        when the loss becomes NaN or infinite (naming the iteration and segment).
+        when the loss becomes NaN or infinite (naming the iteration and replica).
     ClusterError
         No workers within ``dasktrain.worker-timeout``, or a round that failed ``retries + 1`` times.
 
