@@ -144,14 +144,9 @@ class ModelHopper:
         client, train = self.client, self.train
         self.parts = home(self.groups, train.row_counts, train.holders, train.training_workers(client),
                           train.on_disk)  # fmt: skip
-        moved = []
-        for part in self.parts:
-            for i in part.segments:
-                if train.holders[i] != part.worker:
-                    train.move(client, i, part.worker)
-                    moved.append(train.ids[i])
+        moved = train.bring(client, self.parts)
         if moved:
-            logger.info("fit_multiple: segments %s moved to the workers of their parts", sorted(moved))
+            logger.info("fit_multiple: segments %s moved to the workers of their parts", moved)
             train.locate(client)
 
     def _segments(self, part: Replica) -> tuple[int, ...]:

@@ -97,6 +97,16 @@ class ClusterSegments:
         )
         self.holders[position] = worker
 
+    def bring(self, client, replicas) -> list[int]:
+        """Move each replica's segments to its worker (without waiting); the segment numbers moved, sorted."""
+        moved = []
+        for replica in replicas:
+            for i in replica.segments:
+                if self.holders[i] != replica.worker:
+                    self.move(client, i, replica.worker)
+                    moved.append(self.ids[i])
+        return sorted(moved)
+
     def release(self) -> None:
         """Let the workers drop the segments now (and delete their files), not when Python collects this."""
         for future in self.futures:

@@ -166,6 +166,10 @@ class Training:
             return
         logger.info("fit: iteration %d: %d workers train now: %d replicas instead of %d",
                     iteration, count, count, len(self.groups))  # fmt: skip
+        self._regroup()
+
+    def _regroup(self) -> None:
+        """Group the segments anew, and tell the job (learning-rate rules) and the progress bar."""
         self.groups = self._group()
         self.job = dataclasses.replace(self.job, replicas=len(self.groups))
         self.progress.set_replicas(len(self.groups))
@@ -180,12 +184,10 @@ class Training:
         client, train = self.client, self.train
         workers = self.train.training_workers(self.client)
         if train.on_disk and any(len({host_of(train.holders[i]) for i in g}) > 1 for g in self.groups):
-            self.groups = self._group()  # segments re-read on another host after a loss: group them anew
-            self.job = dataclasses.replace(self.job, replicas=len(self.groups))
-            self.progress.set_replicas(len(self.groups))
+            self._regroup()  # segments re-read on another host after a loss: group them anew
         before = {r.id: r.worker for r in self.replicas}
         self.replicas = home(self.groups, train.row_counts, train.holders, workers, train.on_disk, self._ids())
-        carried, moved = {}, []
+        carried = {}
         for replica in self.replicas:
             was = before.get(replica.id)
             if was is not None and was != replica.worker and was in workers:
@@ -194,16 +196,13 @@ class Training:
                     _worker.export_state, self.job.fit_id, replica.id, iteration - 1,
                     workers=[was], allow_other_workers=True, pure=False, **train.placed,
                 )  # fmt: skip
-            for i in replica.segments:
-                if train.holders[i] != replica.worker:
-                    train.move(client, i, replica.worker)
-                    moved.append(train.ids[i])
+        moved = train.bring(client, self.replicas)
         if moved:
             logger.info("fit: iteration %d: segments %s moved to the workers of their replicas", iteration, moved)
             gather(client, [*carried.values(), *train.futures], ["state"] * len(carried) + ["segment"] * len(train.ids),
                    "fit", fetch=False)  # fmt: skip
             train.locate(client)
-        return carried, sorted(moved)
+        return carried, moved
 
     # -- one round ---------------------------------------------------------------------------------
 
