@@ -90,3 +90,56 @@ def test_retried_work_that_retries_inside_is_retried_by_the_outer_call_only():
     with pytest.raises(ConnectionLostError, match="Saving failed: the database connection broke on all 3 tries"):
         retrying("Saving", lambda: retrying("Connecting", inner), attempts=3, first_delay=0.01)
     assert calls == ["inner"] * 3  # not 3 x 5
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "not a dsn",
+        "postgresql://u:s3cretpw@localhost:5432/db?bogus=1",  # libpq cannot parse it
+        "host=localhost port=notaport password=s3cretpw",  # libpq parses it, then refuses the port
+        "host=no-such-host.invalid user=u password=s3cretpw connect_timeout=2",
+    ],
+)
+def test_a_dsn_that_cannot_work_fails_at_once_in_one_line(dsn, caplog):
+    with caplog.at_level("WARNING", logger="dasktrain"), pytest.raises(DatabaseConnectionError) as info:
+        dasktrain.connect(dsn)
+    message = str(info.value)
+    assert "retrying" not in caplog.text  # tried once: no retry was announced
+    assert "\n" not in message and "s3cretpw" not in message
+    assert "Could not" in message and "dsn=None" in message  # the CLI words the last part as --dsn
+
+
+@pytest.mark.parametrize("setting", [{"dbname": "no_such_database"}, {"user": "no_such_role"}])
+def test_a_missing_database_or_role_fails_at_once(db, setting, caplog):
+    dsn = psycopg2.extensions.make_dsn(db.dsn, **setting)
+    with caplog.at_level("WARNING", logger="dasktrain"), pytest.raises(DatabaseConnectionError) as info:
+        dasktrain.connect(dsn)
+    assert "retrying" not in caplog.text
+    assert "does not exist" in str(info.value) and list(setting.values())[0] in str(info.value)
+
+
+def test_a_refused_connection_is_retried_with_the_database_reason_only(caplog):
+    from dasktrain.io._database import open_connection
+    from dasktrain.io._retry import retrying
+
+    dsn = "host=127.0.0.1 port=1 password=s3cretpw connect_timeout=2"
+    with caplog.at_level("WARNING", logger="dasktrain"), pytest.raises(DatabaseConnectionError, match="2 tries"):
+        retrying("Connecting to the database", lambda: open_connection(dsn), attempts=2, first_delay=0.01)
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 1 and "Connection refused" in retries[0]
+    assert "dsn=None" not in retries[0] and "s3cretpw" not in retries[0]  # no Python advice on a command line
+
+
+def test_the_command_line_prints_one_line_for_a_dsn_it_cannot_parse():
+    import subprocess
+    import sys
+
+    dsn = "host=localhost port=notaport"
+    run = subprocess.run(
+        [sys.executable, "-m", "dasktrain.cli", "models", "list", "--model-table", "m", "--dsn", dsn],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert 'invalid integer value "notaport"' in lines[0] and "--dsn" in lines[0] and "dsn=None" not in lines[0]

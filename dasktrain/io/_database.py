@@ -19,6 +19,7 @@ from ._retry import is_transient, reason, retrying
 
 DSN_ENV = "DASKTRAIN_DSN"
 _HIDDEN = "***"
+_UNPARSEABLE = "invalid dsn: "
 _URI_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)([^@\s]*)(@)")
 _KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 
@@ -38,16 +39,21 @@ def redact_dsn(dsn: str) -> str:
 
 
 def redact_text(text: str, *dsns: str | None) -> str:
-    """``text`` with every password hidden: those of ``dsns`` wherever they appear, and any in a URI
-    or a ``password=`` setting, even in a DSN libpq could not parse.
+    """``text`` with every password hidden: those of ``dsns`` wherever they stand alone (not inside a
+    longer word), and any in a URI or a ``password=`` setting, even in a DSN libpq could not parse.
 
     >>> redact_text('invalid URI "postgresql://u:s3cret@[::1"', "postgresql://u:s3cret@[::1")
     'invalid URI "postgresql://u:***@[::1"'
     >>> redact_text("bad token: s3cret%zzpw", "postgresql://u:s3cret%zzpw@h/db")
     'bad token: ***'
+    >>> redact_text('invalid URI query parameter: "bogus"', "postgresql://u:p@h/db?bogus=1")
+    'invalid URI query parameter: "bogus"'
     """
     for secret in sorted({s for dsn in dsns if dsn for s in _passwords(dsn)}, key=len, reverse=True):
-        text = text.replace(secret, _HIDDEN)
+        # Only where it stands alone: a password "p" must not turn "parameter" into "***arameter".
+        left = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+        right = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+        text = re.sub(left + re.escape(secret) + right, _HIDDEN, text)
     text = _URI_PASSWORD.sub(lambda m: m.group(1) + _HIDDEN + m.group(3), text)
     return _KEY_PASSWORD.sub(lambda m: m.group(1) + _HIDDEN, text)
 
@@ -103,14 +109,27 @@ class Database:
 
 
 def open_connection(dsn: str) -> psycopg2.extensions.connection:
-    """Connect with ``dsn``; raise :class:`DatabaseConnectionError` without the password on failure."""
+    """Connect with ``dsn``; raise :class:`DatabaseConnectionError` without the password on failure.
+
+    The error's ``transient`` attribute says whether trying again may help (a server that is
+    starting, a refused connection), judged on the database's own words, and its ``reason`` is
+    those words alone, for the lines that announce a retry.
+    """
     try:
         return psycopg2.connect(dsn)
     except psycopg2.Error as exc:
-        raise DatabaseConnectionError(
-            f"Could not connect to the database {redact_dsn(dsn)!r}: {redact_text(reason(exc), dsn)}. "
-            f"Check the DSN, or set {DSN_ENV}, or pass dsn=None to use the embedded server."
-        ) from None
+        why = redact_text(reason(exc), dsn)
+        if isinstance(exc, psycopg2.ProgrammingError):  # libpq could not read the DSN at all
+            message = (
+                f"Could not read the DSN {redact_text(dsn, dsn)!r}: {why.removeprefix(_UNPARSEABLE)}. Write it as "
+                f"'host=H port=P dbname=D user=U' or 'postgresql://user@host:port/dbname'"
+            )
+        else:
+            message = f"Could not connect to the database {redact_dsn(dsn)!r}: {why}. Check the DSN, or set {DSN_ENV}"
+        error = DatabaseConnectionError(f"{message}, or pass dsn=None to use the embedded server.")
+        error.transient = is_transient(exc)
+        error.reason = why
+        raise error from None
 
 
 @contextlib.contextmanager

@@ -21,6 +21,20 @@ from pathlib import Path
 
 _servers: dict[Path, object] = {}
 _lock = threading.Lock()
+_announce = True  # the default of embedded_dsn(announce=None); see set_announce
+
+
+def set_announce(on: bool) -> None:
+    """Whether this process says on stderr which embedded server it uses (default True).
+
+    A command-line ``--quiet`` turns it off for the whole process, so that every path that
+    starts the server (``connect()``, ``fit(db=None)``, ...) keeps quiet.
+
+    >>> set_announce(False)
+    >>> set_announce(True)
+    """
+    global _announce
+    _announce = bool(on)
 
 
 def default_data_dir() -> Path:
@@ -37,11 +51,12 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("dasktrain")) / "pgdata"
 
 
-def embedded_dsn(data_dir: str | os.PathLike | None = None, *, announce: bool = True) -> str:
+def embedded_dsn(data_dir: str | os.PathLike | None = None, *, announce: bool | None = None) -> str:
     """Start (or reuse) the embedded PostgreSQL server in ``data_dir`` and return its DSN.
 
     The server is started on first use, keeps its data between runs, and stops when the last
-    Python process that started it exits. Its location is printed once per process.
+    Python process that started it exits. Its location is printed on stderr once per process,
+    unless ``announce`` is False (default None: as :func:`set_announce` says, True unless turned off).
 
     Examples
     --------
@@ -64,7 +79,7 @@ def embedded_dsn(data_dir: str | os.PathLike | None = None, *, announce: bool = 
                 server = pgserver.get_server(path, cleanup_mode="stop")
             _servers[path] = server
             _exit_on_sigterm()
-            if announce:
+            if _announce if announce is None else announce:
                 print(f"dasktrain: using the embedded PostgreSQL server in {path}", file=sys.stderr)
     return server.get_uri()
 

@@ -48,6 +48,8 @@ _TRANSIENT_WORDS = (
     "ssl syscall error",
     "connection timed out",
     "server conn crashed",
+    "sorry, too many clients already",
+    "remaining connection slots are reserved",
 )
 
 
@@ -61,8 +63,11 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, ConnectionLostError):
         return True
-    if isinstance(exc, DatabaseConnectionError):  # raised by open_connection: judge its reason
-        return _transient_words(str(exc))
+    if isinstance(exc, DatabaseConnectionError):
+        # open_connection judged the database's own words; the whole message would not do, as its
+        # "Could not connect" would make a typo in the DSN look transient.
+        transient = getattr(exc, "transient", None)
+        return _transient_words(str(exc)) if transient is None else bool(transient)
     if not isinstance(exc, psycopg2.Error):
         return False
     code = getattr(exc, "pgcode", None)
@@ -82,6 +87,9 @@ def reason(exc: BaseException) -> str:
     >>> reason(psycopg2.OperationalError("server closed the connection unexpectedly\\n\\tThis probably means"))
     'server closed the connection unexpectedly'
     """
+    own = getattr(exc, "reason", None) if isinstance(exc, DatabaseConnectionError) else None
+    if isinstance(own, str) and own:  # open_connection's error: the database's words, without our advice
+        return own
     lines = str(exc).strip().splitlines()
     return lines[0].strip() if lines else type(exc).__name__
 
