@@ -37,10 +37,16 @@ def build_model(architecture: str):
     """Build an (uncompiled) ``keras.Model`` from JSON, in Keras safe mode (no lambdas, no code)."""
     import keras
 
+    from ._keras_config import explain
+
     try:
-        model = keras.saving.deserialize_keras_object(json.loads(architecture), safe_mode=True)
+        config = json.loads(architecture)
+    except ValueError as exc:
+        raise DataError(f"Invalid model JSON: {exc}.") from None
+    try:
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as exc:  # Keras raises many types for bad configs
-        raise DataError(f"Invalid model JSON: Keras cannot build it ({type(exc).__name__}: {exc}).") from None
+        raise DataError(explain(config, exc)) from None
     if not isinstance(model, keras.Model):
         raise DataError(f"Invalid model JSON: it describes a {type(model).__name__}, not a keras.Model.")
     return model

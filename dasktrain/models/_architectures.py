@@ -6,7 +6,7 @@ import json
 
 from psycopg2 import sql
 
-from .._model_spec import flatten_weights, model_json
+from .._model_spec import build_model, flatten_weights, model_json
 from .._names import TableName
 from ..errors import SchemaError
 from ..io._catalog import exists
@@ -54,11 +54,20 @@ def load_architecture(
     int
         The new ``model_id``.
 
+    Raises
+    ------
+    DataError
+        When Keras cannot build the model from its JSON (safe mode): the message names the layer
+        and the bad value, e.g. "Layer 'dense_1' (Dense): unknown activation 'sofmax'; did you
+        mean 'softmax'?". Nothing is written then.
+
     Examples
     --------
     >>> model_id = dasktrain.load_architecture(None, "model_arch", model, name="cnn")  # doctest: +SKIP
     """
     architecture = model_json(model)
+    if isinstance(model, str | bytes | dict):
+        build_model(architecture)  # a typo in a layer or an activation fails here, not at fit
     db = connect(db)
     name_ = TableName.parse(table)
     blob = flatten_weights(weights) if weights is not None else None
