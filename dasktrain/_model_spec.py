@@ -27,10 +27,11 @@ def model_json(model) -> str:
         return text
     if isinstance(model, dict):
         return json.dumps(model)
-    to_json = getattr(model, "to_json", None)
-    if to_json is None:
+    if getattr(model, "to_json", None) is None:
         raise TypeError(f"Expected a keras.Model or its JSON. Received: {type(model).__name__}")
-    return to_json()
+    from ._stateful_layers import portable_config
+
+    return json.dumps(portable_config(model))  # model.to_json() would lose adapted vocabularies
 
 
 def build_model(architecture: str):

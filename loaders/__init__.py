@@ -1,7 +1,9 @@
 """Programs and functions that put raw data into tables spread over database segments.
 
-Each program runs as ``python -m loaders.<name> --help``: ``idx`` (MNIST-format files,
-Fashion-MNIST by default), ``cifar10``, ``images`` (a folder per class), ``digits``.
+``write_arrays`` loads numpy arrays (one array column per row), ``write_frame`` a pandas
+DataFrame (one plain column per column). Each program runs as ``python -m loaders.<name> --help``:
+``idx`` (MNIST-format files, Fashion-MNIST by default), ``cifar10``, ``images`` (a folder per
+class), ``digits``.
 
 >>> import loaders
 >>> loaders.write_arrays(None, "tiny", [[1, 2], [3, 4]], [0, 1])  # doctest: +SKIP
@@ -10,6 +12,7 @@ Fashion-MNIST by default), ``cifar10``, ``images`` (a folder per class), ``digit
 
 import importlib
 
+from ._frames import write_frame
 from ._write import write_arrays
 
 # The readers live in the modules that ``python -m loaders.<name>`` runs: importing those here
@@ -38,4 +41,5 @@ __all__ = [
     "read_images_and_labels",
     "read_split",
     "write_arrays",
+    "write_frame",
 ]

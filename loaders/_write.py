@@ -215,10 +215,18 @@ def _prepare(cur, name: TableName, if_exists: str, cascade: bool) -> None:
         drop_table(cur, table, cascade=cascade)
 
 
-def create_table_sql(db: Database, name: TableName, column_types: dict[str, str], segments: int) -> list:
-    """The statements creating the table spread over segments, for this database's dialect."""
+def create_table_sql(
+    db: Database, name: TableName, column_types: dict[str, str], segments: int, not_null=None
+) -> list:
+    """The statements creating the table spread over segments, for this database's dialect.
+
+    Every column is ``NOT NULL``, or only those in ``not_null`` when it is given.
+    """
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {} NOT NULL").format(sql.Identifier(column), sql.SQL(sql_type))
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(column), sql.SQL(sql_type),
+            sql.SQL(" NOT NULL" if not_null is None or column in not_null else ""),
+        )  # fmt: skip
         for column, sql_type in column_types.items()
     )
     if db.dialect.distributed:
@@ -233,8 +241,8 @@ def create_table_sql(db: Database, name: TableName, column_types: dict[str, str]
     return statements
 
 
-def _create(cur, db: Database, name: TableName, column_types: dict[str, str], segments: int) -> None:
-    for statement in create_table_sql(db, name, column_types, segments):
+def _create(cur, db: Database, name: TableName, column_types: dict[str, str], segments: int, not_null=None) -> None:
+    for statement in create_table_sql(db, name, column_types, segments, not_null):
         cur.execute(statement)
 
 

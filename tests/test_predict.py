@@ -179,7 +179,7 @@ def test_a_failed_rerun_leaves_the_previous_output_in_place(db, client, trained,
         ({"pred_type": 11}, DataError, "top 11 of only 10 classes"),
         ({"pred_type": "top"}, DataError, "Expected pred_type"),
         ({"id": "ident"}, SchemaError, "no id column 'ident'"),
-        ({"x": "y"}, SchemaError, "not an array column"),
+        ({"x": "y"}, DataError, r"Plain feature columns y give 1 value\(s\) per row; the model's input is \(8, 8\)"),
     ],
 )
 def test_bad_scoring_input_changes_nothing(db, client, trained, table_name, kwargs, error, match):

@@ -43,12 +43,13 @@ def to_arrays(
 
 
 def stored_arrays(
-    partition: pd.DataFrame, x: str | Sequence[str] = "x", y: str | None = "y"
+    partition: pd.DataFrame, x: str | Sequence[str] = "x", y: str | None = "y", classes: Sequence | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`to_arrays`, but the features keep the dtype they were stored in (uint8 pixels stay uint8).
 
     Tensor columns come back without a copy, as read-only views of the partition's memory: a
     worker keeps a segment at its stored size and scales it to float32 one batch at a time.
+    ``classes`` (text or boolean labels) turns each label into its index among them.
 
     >>> X, y = stored_arrays(pd.DataFrame({"a": np.array([1, 2], np.uint8), "y": [0, 1]}), x=["a"])
     >>> X.dtype
@@ -59,7 +60,38 @@ def stored_arrays(
         raise DataError(f"Feature column(s) {x!r} are not numeric (dtype {features.dtype}).")
     if y is None:
         return features, None
-    return features, training_labels(_column_array(partition, y, "y"), y)
+    labels = _column_array(partition, y, "y")
+    if classes is not None:
+        return features, class_indices(labels, classes, y)
+    return features, training_labels(labels, y)
+
+
+def class_indices(labels, classes: Sequence, y: str) -> np.ndarray:
+    """Each label's index among ``classes``, the sorted class values (MADlib numbers text classes so).
+
+    >>> class_indices(np.array(["b", "a", "b"], dtype=object), ["a", "b"], "y").tolist()
+    [1, 0, 1]
+    >>> class_indices(np.array(["a", "c"], dtype=object), ["a", "b"], "y")
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Label column 'y' has values the model does not know: 'c'. Its classes are: 'a', 'b'.
+    """
+    labels = pd.Series(np.asarray(labels, dtype=object))
+    if labels.isna().any():
+        raise DataError(f"Label column {y!r} has NULL values: filter them out or give them a class.")
+    index = labels.map({value: k for k, value in enumerate(classes)})
+    unknown = labels[index.isna()].unique()
+    if len(unknown):
+        raise DataError(
+            f"Label column {y!r} has values the model does not know: {_few(unknown)}. Its classes are: {_few(classes)}."
+        )
+    return index.to_numpy(np.int64)
+
+
+def _few(values, shown: int = 5) -> str:
+    values = list(values)
+    text = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:shown])
+    return text + (f" and {len(values) - shown} more" if len(values) > shown else "")
 
 
 def training_labels(labels: np.ndarray, y: str) -> np.ndarray:

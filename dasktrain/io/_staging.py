@@ -100,8 +100,14 @@ class Staging:
         finally:
             conn.close()
 
-    def publish(self, db: Database, segments: int, rows_written: int, replace: bool) -> int:
-        """Put the staging table in place of the output in one transaction; return its rows."""
+    def publish(
+        self, db: Database, segments: int, rows_written: int, replace: bool, retype: dict[str, str] | None = None
+    ) -> int:
+        """Put the staging table in place of the output in one transaction; return its rows.
+
+        ``retype`` maps columns written as text to the SQL type (a ``pg_type`` name, e.g. ``"bool"``)
+        they get in the output, in the same transaction.
+        """
 
         def swap() -> int:
             with db.cursor() as cur:
@@ -111,6 +117,13 @@ class Staging:
                 written, rows = cur.fetchone()
                 if written != segments:
                     raise SchemaError(f"Only {written} of {segments} segments reached {str(self.table)!r}.")
+                for column, type_name in (retype or {}).items():
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+                            self.table.sql, sql.Identifier(column), sql.Identifier(type_name),
+                            sql.Identifier(column), sql.Identifier(type_name),
+                        )  # fmt: skip
+                    )
                 if replace:
                     drop_table(cur, self.output)
                 cur.execute(

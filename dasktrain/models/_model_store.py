@@ -223,7 +223,7 @@ def _summary_values(result: TrainingResult, table: TableName, name: str, status:
         "dasktrain_version": _version,
         "num_classes": len(result.class_values) if result.class_values is not None else None,
         "class_values": [str(v) for v in result.class_values] if result.class_values is not None else None,
-        "dependent_vartype": None,
+        "dependent_vartype": result.label_type,
         "normalizing_const": result.normalizing_const,
         **metric_columns(result),
         "strategy": result.strategy.name,
@@ -382,13 +382,14 @@ def load_model(
     >>> third = dasktrain.load_model(None, "search_models", mst_key=3)  # doctest: +SKIP
     """
     from .._model_spec import compiled_model
+    from .._stateful_layers import set_weights
 
     architecture, members, summary = load_members(db, table, name, version, mst_key)
     compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
     if summary["members"] and summary["members"] > 1:
         return ensemble_model(architecture, members, compile_params)
     model = compiled_model(architecture, compile_params)
-    model.set_weights(members[0])
+    set_weights(model, members[0])
     return model
 
 
@@ -410,6 +411,7 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
         fit_params=parse_params(s["fit_params"], what="fit", allowed=FIT_KEYS),
         history=history,
         class_values=s["class_values"],
+        label_type=s.get("dependent_vartype"),
         normalizing_const=s["normalizing_const"],
         source_table=s["source_table"],
         num_rows=s["num_rows"] or 0,

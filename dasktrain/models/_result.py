@@ -46,6 +46,7 @@ class TrainingResult:
     fit_params: dict
     history: list[dict] = field(default_factory=list)
     class_values: list | None = None
+    label_type: str | None = None  # the label column's SQL type, for text and boolean classes
     normalizing_const: float = 1.0
     source_table: str | None = None
     x: object = "x"
@@ -120,10 +121,11 @@ class TrainingResult:
     def model(self):
         """A compiled ``keras.Model`` with the final weights (for ensembles, the mean of the members)."""
         from .._model_spec import compiled_model
+        from .._stateful_layers import set_weights
 
         if not self.strategy.is_ensemble:
             model = compiled_model(self.architecture, self.compile_params)
-            model.set_weights(self.weights)
+            set_weights(model, self.weights)
             return model
         return ensemble_model(self.architecture, self.members, self.compile_params)
 
@@ -163,13 +165,14 @@ def ensemble_model(architecture: str, members: list[list[np.ndarray]], compile_p
     import keras
 
     from .._model_spec import compiled_model
+    from .._stateful_layers import set_weights
 
     config = json.loads(architecture)
     built = []
     for i, weights in enumerate(members):
         config.setdefault("config", {})["name"] = f"member_{i}"
         member = build_model(json.dumps(config))
-        member.set_weights(weights)
+        set_weights(member, weights)
         built.append(member)
     inputs = keras.Input(shape=built[0].input_shape[1:])
     outputs = keras.layers.Average()([m(inputs) for m in built]) if len(built) > 1 else built[0](inputs)

@@ -74,13 +74,14 @@ def evaluate(
     from ..io._read import read_table
     from ..runtime._cluster import client_or_local
     from ..runtime._placement import placement
-    from ._predict import _check_shape, _shared, protected_tables, run_segments
+    from ._columns import check_features, feature_columns
+    from ._predict import _shared, protected_tables, run_segments
 
     db = connect(db)
     scorer = scoring_model(model_table, db=db, name=name, version=version, mst_key=mst_key)
     if not scorer.compile_params.get("loss"):
         raise DataError(f"The model in {model_table!r} has no stored loss (compile parameters): nothing to evaluate.")
-    x, y = identifier(x or scorer.x), identifier(y or scorer.class_name)
+    columns, y = feature_columns(x or scorer.x), identifier(y or scorer.class_name)
     batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     output = TableName.parse(output_table) if output_table else None
     if output is not None:
@@ -88,11 +89,11 @@ def evaluate(
             refuse_protected_output(cur, output, protected_tables(TableName.parse(table), model_table))
             if exists(cur, output) and not replace:
                 raise TableExistsError(f"Output table {str(output)!r} already exists. Pass replace=True to replace it.")
-    ddf = read_table(db, table, columns=[x, y])
-    _check_shape(ddf.dtypes[x], scorer, x)
+    ddf = read_table(db, table, columns=[*columns, y])
+    check_features(ddf.dtypes, scorer, columns)
     shared = _shared(scorer)
     tasks = [
-        dask.delayed(_evaluate_partition, pure=False)(part, k, shared, x, y, batch_size, skip_nonfinite)
+        dask.delayed(_evaluate_partition, pure=False)(part, k, shared, columns, y, batch_size, skip_nonfinite)
         for k, part in enumerate(ddf.to_delayed())
     ]
     with client_or_local(client, quiet=not progress) as client:
@@ -113,14 +114,16 @@ def evaluate(
 
 
 def _evaluate_partition(
-    partition: pd.DataFrame, segment: int, scorer: ScoringModel, x: str, y: str, batch_size: int, skip: bool
+    partition: pd.DataFrame, segment: int, scorer: ScoringModel, x: list, y: str, batch_size: int, skip: bool
 ) -> dict:
     """One segment's row count and loss and metrics (runs on a worker)."""
-    from ..io._arrays import to_arrays
+    from ..io._tensor_column import is_tensor_series, series_to_numpy
+    from ._columns import class_labels
     from ._predict import finite_rows
 
     X = features(scorer, partition, x)
-    _, labels = to_arrays(partition, x=x, y=y)
+    column = partition[y]
+    labels = class_labels(series_to_numpy(column) if is_tensor_series(column) else column.to_numpy(), scorer, y)
     keep = finite_rows(X, None, skip, f"Segment {segment}")
     skipped = 0 if keep is None else int(len(keep) - keep.sum())
     if keep is not None:

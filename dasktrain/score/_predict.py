@@ -16,7 +16,7 @@ from ..io._catalog import exists, refuse_protected_output, table_info
 from ..io._columns import SCALAR, TEXT, ColumnSpec
 from ..io._database import Database, connect
 from ..io._staging import Staging
-from ..io._tensor_column import row_shape
+from ._columns import check_features, feature_columns
 from ._scoring import (
     ScoringModel,
     check_pred_type,
@@ -45,7 +45,7 @@ def predict(
     model,
     ddf,
     *,
-    x: str = "x",
+    x: str | list[str] | None = None,
     id: str | None = "id",
     pred_type="response",
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -61,7 +61,9 @@ def predict(
         For a stored model use :func:`load_model`, or :func:`predict_table`.
     ddf : dask.dataframe.DataFrame
         Holds the feature column ``x`` (and ``id``).
-    x : str, default "x"
+    x : str or list of str, optional
+        The feature column (one array per row), or plain numeric columns (one feature each, a list
+        or names joined by commas). Default: the columns the model was trained on, else ``"x"``.
     id : str or None, default "id"
         Column copied into the output's ``id``; None numbers rows within each partition.
     pred_type : {"response", "prob"}, int or float, default "response"
@@ -86,18 +88,22 @@ def predict(
 
     scorer = scoring_model(model, class_values=class_values, normalizing_const=normalizing_const)
     pred_type = check_pred_type(pred_type, len(scorer.class_values))
-    if x not in ddf.columns or (id is not None and id not in ddf.columns):
-        missing = x if x not in ddf.columns else id
+    columns = feature_columns(x or scorer.x)
+    missing = [c for c in [*columns, *([id] if id is not None else [])] if c not in ddf.columns]
+    if missing:
         raise SchemaError(
-            f"The frame has no column {missing!r}. Available columns: {', '.join(map(str, ddf.columns))}."
+            f"The frame has no column {missing[0]!r}. Available columns: {', '.join(map(str, ddf.columns))}."
         )
+    check_features(ddf.dtypes, scorer, columns)
     meta = prediction_frame(prediction_rows(np.zeros(0, np.int64), np.zeros((0, 2)), "response"), ["0", "1"], "y")
     shared = dask.delayed(scorer, pure=True, traverse=False)
     batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
-    return ddf.map_partitions(_score_partition, shared, x, id, pred_type, batch_size, skip_nonfinite, meta=meta)
+    return ddf.map_partitions(
+        _score_partition, shared, tuple(columns), id, pred_type, batch_size, skip_nonfinite, meta=meta
+    )
 
 
-def _score_partition(partition: pd.DataFrame, scorer: ScoringModel, x: str, id, pred_type, batch_size, skip):
+def _score_partition(partition: pd.DataFrame, scorer: ScoringModel, x: tuple, id, pred_type, batch_size, skip):
     ids = partition[id].to_numpy(np.int64) if id is not None else np.arange(len(partition), dtype=np.int64)
     X = features(scorer, partition, x)
     keep = finite_rows(X, ids, skip, "A partition")
@@ -153,8 +159,9 @@ def predict_table(
     by : str, optional
         Score each row with the model of its group: ``by`` is the source's column holding the group
         values that :func:`fit_groups` trained a model for (a row of a group without one is an error).
-    x : str, optional
-        Feature column; default the one the model was trained on.
+    x : str or list of str, optional
+        The feature column, or plain numeric columns (a list, or names joined by commas); default:
+        the columns the model was trained on.
     pred_type : {"response", "prob"}, int or float, default "response"
         Top class; every class; the top k; or classes whose probability is at least the threshold.
     batch_size : int, default 1024
@@ -202,12 +209,12 @@ def predict_table(
             normalizing_const=normalizing_const, mst_key=mst_key,
         )  # fmt: skip
     pred_type = check_pred_type(pred_type, len(scorer.class_values))
-    x = identifier(x or scorer.x)
+    columns = feature_columns(x or scorer.x)
     id = identifier(id)
     source, output = TableName.parse(source_table), TableName.parse(output_table)
     batch_size = positive_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     with db.cursor() as cur:
-        _check_source(cur, source, id, x, by)
+        _check_source(cur, source, id, columns, by)
         refuse_protected_output(cur, output, protected_tables(source, model_table))
         if exists(cur, output) and not replace:
             raise TableExistsError(
@@ -217,11 +224,11 @@ def predict_table(
         has_rows = cur.fetchone()[0]
     parts = []
     if has_rows:
-        ddf = read_table(db, source_table, columns=[id, x] + ([by] if by else []))
-        _check_shape(ddf.dtypes[x], scorer, x)
+        ddf = read_table(db, source_table, columns=[id, *columns] + ([by] if by else []))
+        check_features(ddf.dtypes, scorer, columns)
         parts = ddf.to_delayed()
     model = scorer if by is None else (by, groups)
-    job = (db, model, parts, output, x, id, pred_type, batch_size, skip_nonfinite, replace)
+    job = (db, model, parts, output, columns, id, pred_type, batch_size, skip_nonfinite, replace)
     if not parts:  # an empty output needs no cluster
         return _score_table(*job, client, {}, progress)
     with client_or_local(client, quiet=not progress) as client:
@@ -246,7 +253,9 @@ def _score_table(db, scorer, parts, output, x, id, pred_type, batch_size, skip_n
         ]
         counts = run_segments(tasks, client, progress, f"scoring into {output}", placed)
         written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
-        rows = staging.publish(db, len(tasks), written, replace)
+        typed = scorer if isinstance(scorer, ScoringModel) else next(iter(scorer[1].values()))
+        retype = {"class_value": typed.label_type} if typed.label_type else None
+        rows = staging.publish(db, len(tasks), written, replace, retype)
     except BaseException:
         staging.drop(db)
         raise
@@ -278,9 +287,9 @@ def _shared(scorer: ScoringModel):
     return dask.delayed(scorer, pure=True, traverse=False)
 
 
-def _check_source(cur, source: TableName, id: str, x: str, by: str | None = None) -> None:
+def _check_source(cur, source: TableName, id: str, columns: list[str], by: str | None = None) -> None:
     info = table_info(cur, source)
-    for column, role in ((id, "id"), (x, "x"), *(((by, "grouping"),) if by else ())):
+    for column, role in ((id, "id"), *((c, "x") for c in columns), *(((by, "grouping"),) if by else ())):
         if column not in info.columns:
             raise SchemaError(
                 f"Source table {str(source)!r} has no {role} column {column!r}. "
@@ -295,18 +304,6 @@ def _check_source(cur, source: TableName, id: str, x: str, by: str | None = None
     )
     if cur.fetchone()[0]:
         raise DataError(f"The id column {id!r} of {str(source)!r} is not unique: every row needs its own id.")
-
-
-def _check_shape(dtype, scorer: ScoringModel, x: str) -> None:
-    """Refuse a feature column whose arrays the model cannot take (a channel axis may be added)."""
-    from ..io._arrays import fit_input_shape
-
-    shape = row_shape(dtype)
-    if shape is None:
-        raise SchemaError(f"Column {x!r} is not an array column; predict_table scores array features.")
-    input_shape = tuple(scorer.keras_model().inputs[0].shape[1:])
-    if fit_input_shape(np.zeros((0, *shape)), input_shape).shape[1:] != input_shape:
-        raise DataError(f"Column {x!r} holds arrays of shape {shape}; the model's input is {input_shape}.")
 
 
 def _score_and_write(

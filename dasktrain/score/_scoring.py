@@ -36,6 +36,7 @@ class ScoringModel:
     x: str = "x"
     compile_params: dict = field(default_factory=dict)
     token: str = ""
+    label_type: str | None = None  # the label column's SQL type (text and boolean classes), for the output
 
     def keras_model(self, *, compiled: bool = False):
         """A Keras model with these weights, built once per process and reused."""
@@ -56,11 +57,12 @@ def scoring_model(
     """
     from ..models._result import TrainingResult
 
-    stored_classes, stored_norm, class_name, x, compile_params = None, None, "y", "x", {}
+    stored_classes, stored_norm, class_name, x, compile_params, label_type = None, None, "y", "x", {}, None
     if isinstance(model, TrainingResult):
         architecture, members = model.architecture, model.members
         stored_classes, stored_norm = model.class_values, model.normalizing_const
         class_name, x, compile_params = _text(model.y), _text(model.x), model.compile_params
+        label_type = model.label_type
     elif isinstance(model, tuple):
         from .._model_spec import unflatten_weights, weight_shapes
         from ..models._architectures import get_architecture
@@ -81,9 +83,10 @@ def scoring_model(
         class_name = summary["dependent_varname"] or "y"
         x = summary["independent_varname"] or "x"
         compile_params = parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS)
+        label_type = summary.get("dependent_vartype")
     else:
         architecture, members = model_json(model), [model.get_weights()]
-    stored = (stored_classes, stored_norm, class_name, x, compile_params)
+    stored = (stored_classes, stored_norm, class_name, x, compile_params, label_type)
     return _scoring_model(architecture, members, stored, class_values, normalizing_const)
 
 
@@ -95,14 +98,15 @@ def group_scoring_models(db, table: str, *, name=None, version=None, class_value
     architecture, weights, summary = load_group_members(db, table, name, version)
     stored = (summary["class_values"], summary["normalizing_const"], summary["dependent_varname"] or "y",
               summary["independent_varname"] or "x",
-              parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS))  # fmt: skip
+              parse_params(summary["compile_params"], what="compile", allowed=COMPILE_KEYS),
+              summary.get("dependent_vartype"))  # fmt: skip
     models = {group: _scoring_model(architecture, [w], stored, class_values, normalizing_const)
               for group, w in weights.items()}  # fmt: skip
     return summary["group_column"], models
 
 
 def _scoring_model(architecture, members, stored, class_values, normalizing_const) -> ScoringModel:
-    stored_classes, stored_norm, class_name, x, compile_params = stored
+    stored_classes, stored_norm, class_name, x, compile_params, label_type = stored
     members = [[np.asarray(w, dtype=np.float32) for w in m] for m in members]
     outputs = _output_size(architecture)
     chosen = class_values if class_values is not None else stored_classes
@@ -117,7 +121,8 @@ def _scoring_model(architecture, members, stored, class_values, normalizing_cons
         for w in member:
             digest.update(w.tobytes())
     return ScoringModel(
-        architecture, members, chosen, float(norm), class_name, x, compile_params, digest.hexdigest()[:16]
+        architecture, members, chosen, float(norm), class_name, x, compile_params, digest.hexdigest()[:16],
+        label_type if class_values is None else None,
     )
 
 
@@ -263,6 +268,7 @@ def _cached(model: ScoringModel, compiled: bool):
             _cache.move_to_end(key)
             return _cache[key]
     from .._model_spec import compiled_model
+    from .._stateful_layers import set_weights
     from ..models._result import ensemble_model
 
     if len(model.members) > 1:
@@ -271,7 +277,7 @@ def _cached(model: ScoringModel, compiled: bool):
         keras_model = (
             compiled_model(model.architecture, model.compile_params) if compiled else build_model(model.architecture)
         )
-        keras_model.set_weights(model.members[0])
+        set_weights(keras_model, model.members[0])
     with _cache_lock:
         _cache[key] = keras_model
         while len(_cache) > _CACHE_SIZE:

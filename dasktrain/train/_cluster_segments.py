@@ -38,7 +38,7 @@ class ClusterSegments:
 
         ``source`` is a dask DataFrame, or the planned reads of a table (:class:`SegmentReads`).
         """
-        shaping = (plan.x, plan.y, plan.input_shape, plan.normalizing_const, plan.output_shape)
+        shaping = plan.shaping
         if cache == "disk":
             prepared = [
                 client.submit(

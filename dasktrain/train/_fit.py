@@ -17,7 +17,9 @@ from ..models._result import TrainingResult
 from ..runtime._cluster import client_or_local
 from ..strategies import SlowMo, Strategy
 from ._cache import check_cache
+from ._checks import check_stats, class_values, is_text, refuse_text_features  # noqa: F401 (class_values: for select/)
 from ._early_stopping import EarlyStopping
+from ._labels import check_classes, label_classes
 from ._replicas import check_replicas
 
 
@@ -73,9 +75,12 @@ def fit(
     model : keras.Model, str, or (str, int)
         A model, its JSON, or ``(architecture_table, model_id)`` from :func:`load_architecture`.
     x : str or list of str
-        Feature column: a tensor column, or several plain numeric columns.
+        Feature column: a tensor column, or several plain numeric columns (a list, or names joined
+        by commas), one feature each.
     y : str
-        Label column: integer class labels (use a ``sparse_*`` loss) or one-hot rows.
+        Label column: integer class labels (use a ``sparse_*`` loss), one-hot rows, or text or
+        boolean classes, numbered by their sorted values as MADlib does (``result.class_values``
+        keeps them, and scoring writes them back).
     compile : dict or str
         Keras compile arguments, or a MADlib-style string such as
         ``"optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']"``
@@ -205,7 +210,9 @@ class _Plan:
         if isinstance(norm, bool) or not isinstance(norm, int | float) or not norm > 0:
             raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={norm!r}")
         self.normalizing_const = float(norm)
-        self.x, self.y = kw["x"], kw["y"]
+        x = kw["x"]  # plain columns may come joined by commas, as MADlib's independent_varname and --x do
+        self.x = [c.strip() for c in x.split(",")] if isinstance(x, str) and "," in x else x
+        self.y = kw["y"]
         self.progress = kw["progress"]
         self.checkpoint, self.resume = kw["checkpoint"], kw["resume"]
         if self.checkpoint is not None and (not isinstance(self.checkpoint, tuple) or len(self.checkpoint) != 3):
@@ -225,6 +232,8 @@ class _Plan:
         self.validation, self.validation_table = (None, None)
         if kw["validation"] is not None:
             self.validation, self.validation_table = self._frame(kw["validation"], "validation")
+        self.classes, self.label_type = label_classes(self.data, self.y)
+        check_classes(self.classes, self.output_shape, str(self.compile_params.get("loss", "")), self.y)
         self.client = kw["client"]
         self.use_gpus = kw["use_gpus"]
         if self.use_gpus not in (True, False, None):
@@ -293,9 +302,12 @@ class _Plan:
         import dask.dataframe as dd
 
         if isinstance(data, str):
+            from ..io._columns import TEXT
             from ..io._read import plan_reads
 
-            return plan_reads(self.db, data, columns=[*self.features, self.y]), data
+            reads = plan_reads(self.db, data, columns=[*self.features, self.y])
+            refuse_text_features([s.name for s in reads.reader.specs if s.kind == TEXT], self.features, role)
+            return reads, data
         if not isinstance(data, dd.DataFrame):
             raise TypeError(f"Expected {role} as a dask DataFrame or a table name. Received: {type(data).__name__}")
         for column in [*self.features, self.y]:
@@ -303,11 +315,17 @@ class _Plan:
                 raise SchemaError(
                     f"{role} has no column {column!r}. Available columns: {', '.join(map(str, data.columns))}."
                 )
+        refuse_text_features([c for c in self.features if is_text(data.dtypes[c])], self.features, role)
         return data, None
 
     @property
     def features(self) -> list[str]:
         return [self.x] if isinstance(self.x, str) else list(self.x)
+
+    @property
+    def shaping(self) -> tuple:
+        """How a worker turns a partition into a segment: :func:`~._segment_data.prepare_segment`'s arguments."""
+        return self.x, self.y, self.input_shape, self.normalizing_const, self.output_shape, self.classes
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -355,44 +373,14 @@ class _Plan:
         result.normalizing_const = self.normalizing_const
         result.source_table = self.source_table
         result.x, result.y = self.x, self.y
+        result.label_type = self.label_type
         result.validation_table = self.validation_table
         result.metrics_every = self.metrics_every
         result.model_arch_table, result.model_id = self.model_arch_table, self.model_id
 
     def check(self, stats, role: str) -> None:
         """Refuse bad data before training starts, naming the segment and the fix."""
-        loss = str(self.compile_params.get("loss", ""))
-        classes = self.output_shape[-1] if self.output_shape else 1
-        if not any(s.rows for s in stats):
-            raise DataError(f"{role} has no rows: load data into it before training.")
-        for k, s in enumerate(stats):
-            where = f"{role} segment {k}"
-            if s.rows == 0:
-                continue  # skipped by training, and by the row-weighted reducer
-            if s.x_shape != self.input_shape:
-                raise DataError(f"{where}: x has shape {s.x_shape} per row; the model's input is {self.input_shape}.")
-            if not s.finite:
-                raise DataError(f"{where}: x has NaN or infinite values; clean or filter them before training.")
-            if not s.labels_finite:
-                raise DataError(f"{where}: y has NaN or infinite values; clean or filter them before training.")
-            if s.label_kind == "sparse":
-                if "sparse" not in loss and "categorical" in loss:
-                    raise DataError(
-                        f"{where}: y holds integer class labels but loss={loss!r} expects one-hot rows; "
-                        f"use loss='sparse_categorical_crossentropy' or one-hot labels."
-                    )
-                bad = [c for c in s.classes if not 0 <= c < classes] if "sparse" in loss else []
-                if bad:
-                    raise DataError(
-                        f"{where}: labels {bad[:5]} are outside the model's {classes} classes (0..{classes - 1})."
-                    )
-            else:
-                if "sparse" in loss:
-                    raise DataError(f"{where}: y holds one-hot rows but loss={loss!r} expects integer labels.")
-                if s.label_shape != self.output_shape:
-                    raise DataError(
-                        f"{where}: y has shape {s.label_shape} per row; the model outputs {self.output_shape}."
-                    )
+        check_stats(stats, role, str(self.compile_params.get("loss", "")), self.input_shape, self.output_shape)
 
     def monitored(self, entry: dict) -> float:
         monitor = self.early.monitor or ("validation_loss" if self.validation is not None else "training_loss")
@@ -400,10 +388,3 @@ class _Plan:
         if part is None:  # validation not computed this iteration: judge on training loss
             part = entry["training"]
         return part["loss"]
-
-
-def class_values(stats, output_shape) -> list:
-    """The sorted integer labels seen (class-label data), else the output's indices."""
-    if stats and stats[0].label_kind == "sparse":
-        return sorted({c for s in stats for c in s.classes})
-    return list(range(output_shape[-1])) if output_shape else []

@@ -8,7 +8,6 @@ never the segment.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,15 +100,17 @@ class ConcatRows:
 
 
 def prepare_segment(
-    partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=(), folds: tuple | None = None
+    partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=(), classes=None,
+    folds: tuple | None = None,
 ) -> SegmentData:
     """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size.
 
+    ``classes`` (text or boolean labels) numbers each label by its place among them;
     ``folds=(id_column, k)`` also gives each row its cross-validation fold, from its id.
     """
     from ..io._arrays import stored_arrays
 
-    X, labels = stored_arrays(partition, x=x, y=y)
+    X, labels = stored_arrays(partition, x=x, y=y, classes=classes)
     data = _shaped(X, labels, input_shape, normalizing_const, output_shape)
     if folds is not None:
         data.fold = fold_of(partition[folds[0]].to_numpy(), folds[1])
@@ -130,16 +131,19 @@ def fold_of(ids: np.ndarray, k: int) -> np.ndarray:
     return (h % np.uint64(k)).astype(np.uint8)
 
 
-def cache_segment(reader, part, x, y, input_shape: tuple, normalizing_const: float, output_shape=()) -> SegmentData:
+def cache_segment(
+    reader, part, x, y, input_shape: tuple, normalizing_const: float, output_shape=(), classes=None
+) -> SegmentData:
     """Read one segment with its features streamed to this worker's disk (``cache="disk"``), labels in memory.
 
     The features stay in a file in the worker's local directory, read a batch at a time: a segment
     larger than the worker's memory trains. The file is deleted when the segment is released.
     """
-    from ..io._arrays import training_labels
+    from ..io._arrays import class_indices, training_labels
 
     X, kept = reader.to_disk(part, [x] if isinstance(x, str) else list(x))
-    return _shaped(X, training_labels(kept[y], y), input_shape, normalizing_const, output_shape)
+    labels = class_indices(kept[y], classes, y) if classes is not None else training_labels(kept[y], y)
+    return _shaped(X, labels, input_shape, normalizing_const, output_shape)
 
 
 def _shaped(X, labels, input_shape, normalizing_const, output_shape) -> SegmentData:
@@ -150,50 +154,6 @@ def _shaped(X, labels, input_shape, normalizing_const, output_shape) -> SegmentD
     if labels.ndim == 1 and labels.dtype.kind == "f" and tuple(output_shape) == (1,):
         labels = labels.reshape(-1, 1)
     return SegmentData(fit_input_shape(X, input_shape), labels, float(normalizing_const))
-
-
-def batches(data: SegmentData, batch_size: int, orders=None, targets: bool = True):
-    """A ``keras.utils.PyDataset`` of ``data`` in float32 batches; ``close()`` lets go of ``data``.
-
-    Keras keeps the last dataset a model saw (in its data adapter) until the model trains again:
-    closing it lets a released segment (and its file, with ``cache="disk"``) go at once.
-    ``orders`` gives each epoch's row order (``orders(epoch) -> permutation``); None keeps the
-    stored order. ``targets=False`` yields features only (for ``predict``).
-    """
-    return _batches_class()(data, batch_size, orders, targets)
-
-
-@functools.cache
-def _batches_class():
-    import keras  # here, not at import: importing dasktrain does not start the Keras backend
-
-    class ScaledBatches(keras.utils.PyDataset):
-        def __init__(self, data: SegmentData, batch_size: int, orders, targets: bool):
-            super().__init__()
-            self.data, self.batch_size, self.orders, self.targets = data, batch_size, orders, targets
-            self.epoch = -1
-            self.order = None  # drawn as each epoch begins (Keras peeks at a batch before: any order will do)
-
-        def __len__(self) -> int:
-            return -(-self.data.rows // self.batch_size)
-
-        def __getitem__(self, index: int):
-            rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-            if self.order is not None:
-                rows = self.order[rows]
-            features = self.data.features(rows)
-            return (features, self.data.y[rows]) if self.targets else (features,)
-
-        def close(self) -> None:
-            self.data = self.order = self.orders = None
-
-        def on_epoch_begin(self) -> None:
-            # Not on_epoch_end: Keras also calls that once before the first epoch, which would skip an order.
-            self.epoch += 1
-            if self.orders is not None:
-                self.order = self.orders(self.epoch)
-
-    return ScaledBatches
 
 
 def segment_finite(data: SegmentData) -> bool:

@@ -27,7 +27,7 @@ from ..errors import ClusterError, SegmentFailedError, TrainingDivergedError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_workers
 from ..runtime._placement import devices_used, resolve_use_gpus, task_options
-from . import _worker
+from . import _evaluation, _worker
 from ._cache import choose_cache
 from ._cluster_segments import ClusterSegments, planned_reads
 from ._progress import FitProgress
@@ -57,7 +57,7 @@ class Training:
         done = len(result.history)
         elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
-        from ._fit import class_values
+        from ._checks import class_values
 
         holders = self._workers_info()
         data = self._enough_reads(plan.data, len(holders))
@@ -70,7 +70,7 @@ class Training:
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
         result.num_replicas = len(self.groups)
-        result.class_values = class_values(self.train.stats, plan.output_shape)
+        result.class_values = plan.classes or class_values(self.train.stats, plan.output_shape)
         self.used: set[str] = set()  # every worker that trained a replica, for result.devices
         self.validation = None
         if plan.validation is not None:
@@ -326,11 +326,12 @@ class Training:
         for future, holder in zip(validation.futures, validation.holders, strict=True):
             by_worker.setdefault(holder, []).append(future)
         evals = [
-            client.submit(_worker.evaluate_segments, state, self.job, members, *futures, workers=[worker],
+            client.submit(_evaluation.evaluate_segments, state, self.job, members, *futures, workers=[worker],
                           allow_other_workers=True, pure=False, **validation.placed)  # fmt: skip
             for worker, futures in by_worker.items()
         ]
-        return client.submit(_worker.round_metrics, tree_reduce(client, evals, _worker.merge), key=f"validation-{tag}")
+        total = tree_reduce(client, evals, _worker.merge)
+        return client.submit(_evaluation.round_metrics, total, key=f"validation-{tag}")
 
     # -- checkpoints ---------------------------------------------------------------------------------
 

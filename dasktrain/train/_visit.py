@@ -20,7 +20,7 @@ from dask.sizeof import sizeof
 from ..errors import TrainingDivergedError
 from ..models._fit_state import ModelState
 from ..strategies import WeightedSum
-from . import _worker
+from . import _evaluation, _worker
 from ._segment_data import SegmentData
 
 
@@ -110,7 +110,7 @@ def evaluate_model(weights, job: _worker.Job, fold: int | None, *segments: Segme
     rows = data if fold is None else data.take(np.flatnonzero(data.fold == fold))
     if not rows.rows:
         return WeightedSum.of([], 0, {})
-    return _worker.evaluate_segment(as_input(rows, _worker._plugin().slot(job).model), weights, job)
+    return _evaluation.evaluate_segment(as_input(rows, _worker._plugin().slot(job).model), weights, job)
 
 
 def as_input(data: SegmentData, model) -> SegmentData:

@@ -18,17 +18,17 @@ import hashlib
 import json
 import os
 import threading
-from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 
 from .._model_spec import compiled_model
+from .._stateful_layers import set_weights
 from ..errors import TrainingDivergedError
 from ..models._fit_state import ReplicaState
 from ..strategies import Strategy, WeightedSum
-from ._segment_data import SegmentData, batches, segment_finite
+from ._segment_data import SegmentData, segment_finite
 
 NAME = "dasktrain-training"
 
@@ -69,7 +69,7 @@ class _Slot:
     def start_from(self, weights, optimizer=None) -> None:
         """Load ``weights`` and an optimizer state (default: the fresh one) at the compiled learning
         rate, for a model trained outside a fit's rounds (a search's visit, a group). Hold the lock."""
-        self.model.set_weights(weights)
+        set_weights(self.model, weights)
         state = optimizer if optimizer is not None else self.initial_optimizer_state
         for variable, value in zip(self.model.optimizer.variables, state, strict=True):
             variable.assign(value)
@@ -230,7 +230,7 @@ def train_replica(
         raise RuntimeError(f"Replica {replica} has neither its own weights nor a start for iteration {iteration}.")
     with slot.lock:
         model = slot.model
-        model.set_weights(weights)
+        set_weights(model, weights)
         if previous is None or previous is not slot.holds:  # else they are still there, on the device
             optimizer = previous.optimizer if previous is not None else slot.initial_optimizer_state
             for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
@@ -260,36 +260,28 @@ def train_replica(
         return WeightedSum.of(trained, data.rows, metrics)
 
 
-SHORT_ROUND = 16  # minibatches: up to this many, a loop of train_on_batch costs less than one fit()
-
-
 def _train(model, data: SegmentData, job: Job, rng) -> dict[str, float]:
-    """Train on the round's rows, scaled to float32 a batch at a time; the round's metrics (row-weighted).
+    """Train on the round's rows, scaled to float32 a batch at a time; the last epoch's metrics (row-weighted).
 
-    ``model.fit`` spends about 40 ms per call setting up (callbacks, data adapter): nothing for a
-    round that is a pass over a segment, most of the cost of a round of a few minibatches
-    (``sync_every``). Short rounds therefore run Keras's same compiled train step batch by batch.
-    Each epoch's order comes from ``rng`` (seeded runs: a resumed fit replays it), else a fresh one.
+    Batch by batch, with Keras's compiled train step (``train_on_batch``), never ``model.fit``:
+    it costs no set-up per round (``fit`` spends about 40 ms on callbacks and its data adapter),
+    and with TensorFlow ``fit`` reads a Python dataset through a tf.data generator thread that,
+    on a Dask worker, made a round take up to twice as long (docs/benchmarks.md, issue 19). Each
+    epoch's order comes from ``rng`` (seeded runs: a resumed fit replays it), else a fresh one.
     """
     rng = rng or np.random.default_rng()
-
-    def order(epoch: int) -> np.ndarray | None:
-        return rng.permutation(data.rows) if job.shuffle else None
-
-    if job.epochs > 1 or -(-data.rows // job.batch_size) > SHORT_ROUND:
-        # shuffle=False: the order is ours (Keras would shuffle the batches of a PyDataset among themselves)
-        with closing(batches(data, job.batch_size, order)) as dataset:
-            history = model.fit(dataset, epochs=job.epochs, shuffle=False, verbose=0)
-        return {name: float(values[-1]) for name, values in history.history.items()}
-    rows = order(0)
-    totals: dict[str, float] = {}
-    for start in range(0, data.rows, job.batch_size):
-        batch = slice(start, start + job.batch_size) if rows is None else rows[start : start + job.batch_size]
-        logs = model.train_on_batch(data.features(batch), data.y[batch], return_dict=True)
-        size = min(job.batch_size, data.rows - start)
-        for name, value in logs.items():
-            totals[name] = totals.get(name, 0.0) + float(value) * size
-    return {name: total / data.rows for name, total in totals.items()}
+    metrics: dict[str, float] = {}
+    for _ in range(job.epochs):
+        order = rng.permutation(data.rows) if job.shuffle else None
+        totals: dict[str, float] = {}
+        for start in range(0, data.rows, job.batch_size):
+            batch = slice(start, start + job.batch_size) if order is None else order[start : start + job.batch_size]
+            logs = model.train_on_batch(data.features(batch), data.y[batch], return_dict=True)
+            size = min(job.batch_size, data.rows - start)
+            for name, value in logs.items():
+                totals[name] = totals.get(name, 0.0) + float(value) * size
+        metrics = {name: total / data.rows for name, total in totals.items()}
+    return metrics
 
 
 def _round_rows(data: SegmentData, job: Job, start: int) -> tuple[SegmentData, int]:
@@ -335,47 +327,6 @@ def collect(*locals_: WeightedSum) -> list[list[np.ndarray]]:
 def round_summary(total: WeightedSum) -> dict:
     """The round's row-weighted metrics, and the rows the reducer counted (each row once)."""
     return {"metrics": total.mean_metrics(), "rows": total.rows}
-
-
-def evaluate_segments(weights, job: Job, members: bool, *segments: SegmentData) -> WeightedSum:
-    """:func:`evaluate_segment` on several segments of one worker, as one stream of rows."""
-    return evaluate_segment(SegmentData.concat(segments), weights, job, members)
-
-
-def round_metrics(total: WeightedSum) -> dict[str, float]:
-    return total.mean_metrics()
-
-
-# -- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate_segment(data: SegmentData, weights, job: Job, members: bool = False) -> WeightedSum:
-    """Loss and compiled metrics of one model (or the mean of ensemble members) on one segment's rows."""
-    slot = _plugin().slot(job)
-    with slot.lock:
-        model = slot.model
-        if not members:
-            model.set_weights(weights)
-            with closing(batches(data, max(job.batch_size, 256))) as scored:
-                result = model.evaluate(scored, verbose=0, return_dict=True)
-            return WeightedSum.of([], data.rows, {k: float(v) for k, v in result.items()})
-        probabilities = []
-        for member in weights:
-            model.set_weights(member)
-            with closing(batches(data, max(job.batch_size, 256), targets=False)) as features:
-                probabilities.append(model.predict(features, verbose=0))
-    return WeightedSum.of([], data.rows, ensemble_metrics(np.mean(probabilities, axis=0), data.y, job.compile))
-
-
-def ensemble_metrics(probabilities: np.ndarray, y: np.ndarray, compile_params: dict) -> dict[str, float]:
-    """Loss and accuracy of averaged probabilities (the ensemble's prediction)."""
-    import keras
-
-    loss = keras.losses.get(compile_params.get("loss"))
-    value = float(keras.ops.convert_to_numpy(keras.ops.mean(loss(y, probabilities))))
-    predicted = probabilities.argmax(axis=-1)
-    truth = y.argmax(axis=-1) if y.ndim > 1 else y
-    return {"loss": value, "accuracy": float(np.mean(predicted == truth))}
 
 
 def forget_fit(fit_id: str, release_models: bool = False, dask_worker=None) -> None:
