@@ -44,6 +44,22 @@ def test_one_model_per_group_trained_on_that_group_only(db, groups):
     weights = [groups.group(g).weights[0] for g in ("big", "de", "fr")]
     assert not np.array_equal(weights[0], weights[1]) and not np.array_equal(weights[0], weights[2])
     assert table["training_accuracy"].min() > 0.5
+    # what trained each: one worker alone (no merging), or fit across the segments with its default strategy
+    assert groups.group("fr").strategy.name == "centralized" and groups.group("fr").num_replicas == 1
+    assert groups.group("de").strategy.name == "slowmo"
+    (name,) = set(table["architecture"])
+    assert name.startswith("sequential")  # helpers.mlp() is an unnamed keras.Sequential: Keras numbers its name
+
+
+def test_a_dask_dataframe_groups_as_its_table_does(db, client, grouped, groups):
+    frame = dasktrain.read_table(db, grouped)
+    by_frame = dasktrain.fit_groups(frame, mlp(), by="country", x="x", y="y", compile=COMPILE, iterations=1,
+                                    max_group_rows=500, normalizing_const=16.0, seed=2, client=client,
+                                    progress=False)  # fmt: skip
+    table = by_frame.table().set_index("country")
+    assert dict(table["rows"]) == dict(groups.table().set_index("country")["rows"])
+    assert table.loc["de", "trained_on"] == "segments" and table.loc["fr", "trained_on"] == "one worker"
+    assert all(by_frame.group(g).source_table is None and by_frame.group(g).iterations == 1 for g in ("big", "fr"))
 
 
 def test_saved_group_models_score_each_row_with_its_groups_model(db, client, grouped, groups, table_name):

@@ -224,6 +224,18 @@ def test_bad_searches_are_refused_before_any_work(db, digits, kwargs, message):
         _search(db, None, _configs(), **kwargs)
 
 
+def test_dask_dataframes_train_and_validate_as_table_names_do(db, client, digits):
+    """Train and validation as dask DataFrames: fit_multiple tested their truth value (issue 20, item 8)."""
+    train, test = dasktrain.read_table(db, TRAIN), dasktrain.read_table(db, TEST)
+    search = _search(db, client, _configs(rates=(0.01,)), data=train, validation=test, iterations=1)
+    assert search.rank_by == "validation_loss" and search.status == {1: "finished"}
+    assert _visits_per_iteration(search, parts=2, iterations=1)
+    assert search[1].num_rows == 1400 and search[1].history[0]["rows"] == 1400
+    assert search[1].validation_table is None and search[1].metric("accuracy", "validation")[0] > 0.5
+    mixed = _search(db, client, _configs(rates=(0.01,)), validation=test, iterations=1, rank_by="accuracy")
+    assert mixed.rank_by == "validation_accuracy" and mixed[1].metric("accuracy", "validation")[0] > 0.5
+
+
 def test_configurations_share_the_data_when_their_inputs_hold_as_many_values(db, client, digits):
     configs = dasktrain.model_configs([mlp(), mlp(input_shape=(64,))], compile=COMPILE)
     search = _search(db, client, configs, iterations=1)  # an 8x8 and a flat 64-value input, one read

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ._result import TrainingResult
 
@@ -35,11 +37,15 @@ class SelectionResult:
     folds : int or None
         With cross-validation, each configuration's ``validation`` is the mean over the folds and
         ``cv`` holds each metric's standard deviation; the folds' models are not kept.
+    architectures : dict of int to str
+        Each configuration's architecture by name (its ``name`` in the architecture table, else
+        the Keras model's ``name``).
 
     Examples
     --------
     >>> search = dasktrain.fit_multiple("fashion_train", configs, x="x", y="y", iterations=5,
     ...                                 validation="fashion_test")  # doctest: +SKIP
+    >>> print(search)  # doctest: +SKIP
     >>> search.table()[["mst_key", "validation_accuracy"]]  # doctest: +SKIP
     >>> search.best.model().predict(X)  # doctest: +SKIP
     """
@@ -51,6 +57,7 @@ class SelectionResult:
     folds: int | None = None
     cv: dict[int, dict[str, float]] = field(default_factory=dict)  # {mst_key: {"loss_std": ..., ...}}
     errors: dict[int, str] = field(default_factory=dict)  # why a configuration diverged
+    architectures: dict[int, str] = field(default_factory=dict)  # mst_key -> architecture name
 
     def __getitem__(self, mst_key: int) -> TrainingResult:
         return self.results[mst_key]
@@ -62,6 +69,10 @@ class SelectionResult:
             f"SelectionResult(configurations={len(self.results)}, visits={len(self.visits)}, "
             f"best=mst_key {best} ({self.rank_by}={value:.4f}))"
         )
+
+    def __str__(self) -> str:
+        """The one-line summary, then :meth:`table` whole."""
+        return f"{self!r}\n{self.table()}"
 
     def score(self, mst_key: int) -> float:
         """The configuration's last value of :attr:`rank_by` (NaN when it has none, or diverged)."""
@@ -95,14 +106,16 @@ class SelectionResult:
             raise ValueError(f"No configuration has a {self.rank_by}: every one diverged.")
         return self.results[self.best_key]
 
-    def table(self):
-        """One row per configuration, best first: parameters, status, iterations, final metrics, seconds.
+    def table(self) -> SelectionTable:
+        """One row per configuration, best first: architecture, parameters, status, iterations, final
+        metrics, seconds.
 
-        >>> search.table().columns[:4].tolist()  # doctest: +SKIP
-        ['mst_key', 'model_arch_table', 'model_id', 'compile_params']
+        A pandas DataFrame that prints whole (every column and row, metrics to 4 decimals), so that
+        ``print(search.table())`` reads in a terminal or a README as it does in a notebook.
+
+        >>> search.table().columns[:5].tolist()  # doctest: +SKIP
+        ['mst_key', 'architecture', 'model_arch_table', 'model_id', 'parameters']
         """
-        import pandas as pd
-
         from ._model_store import format_params
 
         rows = []
@@ -111,6 +124,7 @@ class SelectionResult:
             last = result.history[-1] if result.history else {}
             row = {
                 "mst_key": key,
+                "architecture": self.architectures.get(key) or architecture_name(result.architecture),
                 "model_arch_table": result.model_arch_table,
                 "model_id": result.model_id,
                 "parameters": sum(int(np.prod(w.shape)) for w in result.weights),
@@ -126,7 +140,7 @@ class SelectionResult:
                 row[f"validation_{name}"] = value
             row["seconds"] = last.get("elapsed")
             rows.append(row)
-        return pd.DataFrame(rows)
+        return SelectionTable(rows)
 
     def plot(self, path: str) -> str:
         """Write every configuration's validation curves (training curves without validation) to a PNG.
@@ -184,6 +198,67 @@ class SelectionResult:
         end = max(v["started"] + v["seconds"] for v in self.visits)
         workers = {v["worker"] for v in self.visits}
         return sum(v["seconds"] for v in self.visits) / ((end - start) * len(workers)) if end > start else 1.0
+
+
+def architecture_name(architecture: str) -> str:
+    """The ``name`` in a Keras model's JSON (its class name when it has none).
+
+    >>> architecture_name('{"class_name": "Sequential", "config": {"name": "mlp16"}}')
+    'mlp16'
+    """
+    spec = json.loads(architecture)
+    return (spec.get("config") or {}).get("name") or spec.get("class_name", "model")
+
+
+class SelectionTable(pd.DataFrame):
+    """A search's table: a pandas DataFrame that prints whole, text left-aligned and numbers right-aligned.
+
+    pandas elides columns to fit its display width, and a search's table is wider than a terminal;
+    this one prints every column and row (metrics to 4 decimals, seconds to 1), a row per line.
+
+    >>> print(SelectionTable({"mst_key": [2, 1], "architecture": ["cnn", "mlp"], "validation_loss": [0.31, 0.5]}))
+    mst_key  architecture  validation_loss
+          2  cnn                    0.3100
+          1  mlp                    0.5000
+    """
+
+    @property
+    def _constructor(self):
+        return SelectionTable  # a selection of its columns or rows prints whole too
+
+    def __repr__(self) -> str:
+        if self.columns.empty:
+            return f"Empty selection table ({len(self)} rows)"
+        frame = self.reset_index() if any(n is not None for n in self.index.names) else self  # set_index's
+        columns = []
+        for name in frame.columns:
+            values = frame[name].tolist()
+            numeric = all(_is_number(v) or _missing(v) for v in values)
+            cells = [_cell(str(name), v) for v in values]
+            width = max(len(str(name)), *(len(c) for c in cells))
+            align = str.rjust if numeric else str.ljust
+            columns.append([align(str(name), width), *(align(c, width) for c in cells)])
+        return "\n".join("  ".join(line).rstrip() for line in zip(*columns, strict=True))
+
+    __str__ = __repr__
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
+
+
+def _cell(column: str, value) -> str:
+    if _missing(value):
+        return "-"
+    if isinstance(value, float | np.floating):
+        if float(value).is_integer() and column in ("model_id", "rows", "parameters", "iterations"):
+            return str(int(value))  # an integer column that pandas made float for a missing value
+        return f"{value:.1f}" if column == "seconds" else f"{value:.4f}"
+    return str(value)
 
 
 @dataclass(repr=False)

@@ -11,11 +11,14 @@ from ..errors import DataError, SchemaError
 from ..models._selection_result import FINISHED, GroupResult
 from ..runtime._cluster import client_or_local
 from ..runtime._guard import cluster_workers, gather, wait_for_workers
+from ..strategies import Centralized
 from ..train import _worker
 from ..train._cache import rows_one_worker_holds
 from ..train._fit import _Plan, class_values
 from ..train._fit import fit as fit_one
 from ..train._groups import train_groups
+from ._fit_multiple import architecture_names
+from ._retracing import silence_retracing
 
 logger = logging.getLogger("dasktrain")
 
@@ -93,6 +96,7 @@ def fit_groups(
         wait_for_workers(client, "fit_groups")
         if not all(client.run(_worker.has_plugin).values()):
             client.register_plugin(_worker.TrainingWorker())
+        silence_retracing(client)
         sizes = _group_sizes(frame, by, plan)
         limit = max_group_rows or rows_one_worker_holds(reads, features, cluster_workers(client))
         large = sorted(v for v, n in sizes.items() if limit is not None and n > limit)
@@ -114,9 +118,11 @@ def fit_groups(
             trained.update(part)
         for value, (weights, history) in trained.items():
             result = plan.start_result()
+            result.strategy, result.num_replicas = Centralized(), 1  # one worker trained the group's rows alone
             result.members, result.history = [weights], history
             result.num_rows, result.num_segments = int(sizes[value]), 1
             results[value], placement[value] = result, "one worker"
+    name = architecture_names({0: plan}, db)[0]
     stats_classes = class_values([], plan.output_shape)
     keys = {value: k for k, value in enumerate(sorted(results, key=str), start=1)}
     for value, result in results.items():
@@ -126,6 +132,7 @@ def fit_groups(
     return GroupResult(
         {keys[v]: r for v, r in results.items()}, dict.fromkeys(keys.values(), FINISHED), rank_by="training_loss",
         by=by, values={k: v for v, k in keys.items()}, placement={keys[v]: p for v, p in placement.items()},
+        architectures=dict.fromkeys(keys.values(), name),
     )  # fmt: skip
 
 

@@ -25,7 +25,8 @@ from ..train._cache import choose_cache
 from ..train._cluster_segments import ClusterSegments, planned_reads
 from ..train._fit import _Plan, class_values, fit
 from ._configs import ModelConfig
-from ._hopper import HoppingModel, ModelHopper, part_groups
+from ._hopper import Hopper, HoppingModel, ModelHopper, part_groups
+from ._retracing import silence_retracing
 
 logger = logging.getLogger("dasktrain")
 
@@ -158,7 +159,10 @@ class Search:
             if reads is not None:  # read as a table, segment by segment (the frame only served the checks)
                 base.data, base.source_table = reads, kw["data"]
         self.base = base
-        self.rank_by = _rank_by(kw["rank_by"], self.plans.values(), validated=bool(self.folds or base.validation))
+        self.names = architecture_names(self.plans, kw["db"])
+        # `is not None`, never truthiness: validation may be a dask DataFrame, whose truth value is ambiguous
+        validated = self.folds is not None or base.validation is not None
+        self.rank_by = _rank_by(kw["rank_by"], self.plans.values(), validated=validated)
         return self
 
     @contextlib.contextmanager
@@ -175,6 +179,7 @@ class Search:
             placed = task_options(gpu)
             if not all(client.run(_worker.has_plugin).values()):
                 client.register_plugin(_worker.TrainingWorker())
+            silence_retracing(client)
             holders = cluster_workers(client)
             if gpu:
                 holders = {w: info for w, info in holders.items() if info.get("resources", {}).get("GPU")}
@@ -234,7 +239,7 @@ class Search:
             plan = self.plans[key]
             result = plan.start_result()
             result.start_time, result.end_time = self.start_time, datetime.now().astimezone()
-            result.mst_key = key
+            result.mst_key, result.strategy, result.num_replicas = key, Hopper(), 1  # one model, part after part
             result.num_rows, result.num_segments = self.train.rows, len(self.train.ids)
             result.class_values = class_values(self.train.stats, plan.output_shape)
             failed = [m.failed for m in group if m.failed]
@@ -246,7 +251,23 @@ class Search:
             else:
                 result.members, result.history = [group[0].state.weights], group[0].history
             results[key] = result
-        return SelectionResult(results, statuses, list(self.visits), self.rank_by, self.folds, cv, errors)
+        return SelectionResult(results, statuses, list(self.visits), self.rank_by, self.folds, cv, errors,
+                               architectures={key: self.names[key] for key in results})  # fmt: skip
+
+
+def architecture_names(plans: dict, db) -> dict[int, str]:
+    """Each plan's architecture by name, by key: its ``name`` in the architecture table it is stored in,
+    else (no name stored, or a model given as such) the Keras model's own ``name``."""
+    from ..models._architectures import list_architectures
+    from ..models._selection_result import architecture_name
+
+    stored = {}
+    for table in sorted({p.model_arch_table for p in plans.values() if p.model_arch_table is not None}):
+        stored.update({(table, a["model_id"]): a["name"] for a in list_architectures(db, table)})
+    return {
+        key: stored.get((plan.model_arch_table, plan.model_id)) or architecture_name(plan.architecture)
+        for key, plan in plans.items()
+    }
 
 
 def _folds(folds, validation, cache) -> int | None:
