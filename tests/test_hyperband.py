@@ -11,9 +11,11 @@ from search_spaces import HYPERBAND
 import dasktrain
 from dasktrain.errors import DataError, TableExistsError
 
-# hyperband_schedule(R=4, eta=2): bracket 2 trains 4 configurations 1 iteration, keeps 2 for 2, then 1
-# for 4; bracket 1: 3 for 2, then 1 for 4; bracket 0: 3 for 4.
-BRACKETS = {2: [1, 1, 2, 4], 1: [2, 2, 4], 0: [4, 4, 4]}
+# hyperband_schedule(R=4, eta=2), MADlib's: bracket 2 trains 4 configurations 1 iteration, keeps 2 for 2,
+# then 1 for 4; bracket 1: 2 for 2, then 1 for 4 (Li et al.'s starts 3); bracket 0: 3 for 4.
+BRACKETS = {2: [1, 1, 2, 4], 1: [2, 4], 0: [4, 4, 4]}
+SIZES = {s: len(iterations) for s, iterations in BRACKETS.items()}
+PASSES = sum(sum(v) for v in BRACKETS.values())
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +25,15 @@ def search(db, client, digits):
 
 def _by_bracket(search):
     keys = sorted(search.results)
-    sizes = {2: 4, 1: 3, 0: 3}
     out, start = {}, 0
     for s in (2, 1, 0):
-        out[s] = keys[start : start + sizes[s]]
-        start += sizes[s]
+        out[s] = keys[start : start + SIZES[s]]
+        start += SIZES[s]
     return out
 
 
 def test_each_bracket_trains_its_rungs_and_keeps_the_best(search):
-    assert len(search.results) == 10
+    assert len(search.results) == sum(SIZES.values()) == 9
     for s, keys in _by_bracket(search).items():
         assert sorted(search[k].iterations for k in keys) == BRACKETS[s]
         assert sum(search.status[k] == "finished" for k in keys) == 1 if s else 3
@@ -41,8 +42,8 @@ def test_each_bracket_trains_its_rungs_and_keeps_the_best(search):
     first = {k: search[k].history[0]["validation"]["loss"] for k in keys}
     survivors = {k for k in keys if search[k].iterations > 1}
     assert survivors == set(sorted(first, key=first.get)[:2])
-    assert search.passes == sum(sum(v) for v in BRACKETS.values()) == 28
-    assert len(search.visits) == 2 * 28  # two parts (a segment on each worker): each iteration trained once
+    assert search.passes == PASSES == 26
+    assert len(search.visits) == 2 * PASSES  # two parts (a segment on each worker): each iteration trained once
 
 
 def test_survivors_carry_their_model_over_the_rungs(search):
@@ -60,6 +61,19 @@ def test_successive_halving_is_one_bracket(db, client, digits):
                                            client=client, progress=False)  # fmt: skip
     assert sorted(r.iterations for r in halving.results.values()) == BRACKETS[2]
     assert halving.best.iterations == 4
+
+
+def test_li_schedule_on_dask_dataframes(db, client, digits):
+    """schedule="li" sizes the brackets as Li et al. do; train and validation may be dask DataFrames."""
+    train, test = dasktrain.read_table(db, HYPERBAND["data"]), dasktrain.read_table(db, HYPERBAND["validation"])
+    li = dasktrain.hyperband(**{**HYPERBAND, "data": train, "validation": test}, schedule="li", bracket=1, db=db,
+                             client=client, progress=False)  # fmt: skip
+    assert sorted(r.iterations for r in li.results.values()) == [2, 2, 4]  # MADlib's bracket 1 starts 2, not 3
+    assert sorted(li.status.values()) == ["finished", "stopped", "stopped"]
+    assert all(r.history[0]["validation"]["loss"] > 0 for r in li.results.values())
+    assert li.passes == 8 and len(li.visits) == 2 * 8
+    with pytest.raises(DataError, match="schedule='madlib' or 'li'"):
+        dasktrain.hyperband(**HYPERBAND, schedule="paper", db=db)
 
 
 def test_bad_hyperband_input_is_refused_before_any_work(db, digits, table_name):
@@ -108,5 +122,5 @@ def test_a_killed_search_resumes_from_its_last_rung(db, client, digits, table_na
     for s, keys in _by_bracket(resumed).items():
         assert sorted(resumed[k].iterations for k in keys) == BRACKETS[s]
     # The rungs saved before the kill were not trained again: this run made only the later rungs' visits.
-    assert 0 < len(resumed.visits) < 2 * 28
+    assert 0 < len(resumed.visits) < 2 * PASSES
     assert all(v["iteration"] > 1 for v in resumed.visits)

@@ -133,27 +133,46 @@ def test_saving_needs_stored_architectures_and_writes_nothing_otherwise(db, tabl
         dasktrain.save_model_selection(db, table_name, [])
 
 
-def test_hyperband_schedule_is_the_papers_and_madlibs_for_r81_eta3():
-    """Li et al.'s Table 1 (R=81, eta=3), which MADlib's hyperband_schedule documents."""
+def _brackets(table):
+    return {int(s): [(int(n), int(r)) for n, r in zip(g.n_i, g.r_i, strict=True)]
+            for s, g in table.groupby("s", sort=False)}  # fmt: skip
+
+
+def test_hyperband_schedule_is_madlibs_by_default_for_r81_eta3():
+    """MADlib's documented "Print Hyperband schedule" (madlib_keras_automl.sql_in): hyperband_schedule(81, 3, 0)."""
     table = dasktrain.hyperband_schedule(81, 3)
-    expected = {
+    assert _brackets(table) == {
+        4: [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
+        3: [(27, 3), (9, 9), (3, 27), (1, 81)],
+        2: [(9, 9), (3, 27), (1, 81)],
+        1: [(6, 27), (2, 81)],
+        0: [(5, 81)],
+    }
+    assert table.equals(dasktrain.hyperband_schedule(81, 3, schedule="madlib"))
+    for s, rounds in _brackets(table).items():
+        assert [i for i in table[table.s == s].i] == list(range(len(rounds)))
+
+
+def test_hyperband_schedule_li_is_the_papers_table_1_for_r81_eta3():
+    """Li et al. (2018), Table 1 (R=81, eta=3): the middle brackets start more configurations than MADlib's."""
+    assert _brackets(dasktrain.hyperband_schedule(81, 3, schedule="li")) == {
         4: [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
         3: [(34, 3), (11, 9), (3, 27), (1, 81)],
         2: [(15, 9), (5, 27), (1, 81)],
         1: [(8, 27), (2, 81)],
         0: [(5, 81)],
     }
-    for s, rounds in expected.items():
-        got = table[table.s == s]
-        assert list(got.i) == list(range(len(rounds)))
-        assert list(zip(got.n_i, got.r_i, strict=True)) == rounds
 
 
 def test_hyperband_schedule_with_eta_2_and_skipped_last_rounds():
-    table = dasktrain.hyperband_schedule(8, eta=2)  # mlr3hyperband's documented example
+    table = dasktrain.hyperband_schedule(8, eta=2, schedule="li")  # mlr3hyperband's documented example
     assert [tuple(r) for r in table[["s", "n_i", "r_i"]].itertuples(index=False)] == [
         (3, 8, 1), (3, 4, 2), (3, 2, 4), (3, 1, 8), (2, 6, 2), (2, 3, 4), (2, 1, 8), (1, 4, 4), (1, 2, 8), (0, 4, 8),
     ]  # fmt: skip
+    # MADlib's: bracket 2 starts (4 // 3) * 2^2 = 4 configurations, not ceil(4 / 3 * 2^2) = 6
+    assert _brackets(dasktrain.hyperband_schedule(8, eta=2)) == {
+        3: [(8, 1), (4, 2), (2, 4), (1, 8)], 2: [(4, 2), (2, 4), (1, 8)], 1: [(4, 4), (2, 8)], 0: [(4, 8)],
+    }  # fmt: skip
     skipped = dasktrain.hyperband_schedule(8, eta=2, skip_last=1)
     assert len(skipped) == len(table) - 4  # each bracket's last round; bracket 0 had only that one
     assert skipped.r_i.max() == 4 and 0 not in set(skipped.s)
@@ -164,7 +183,7 @@ def test_hyperband_schedule_with_eta_2_and_skipped_last_rounds():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"R": 2, "eta": 3}, "R >= eta"), ({"R": 9, "eta": 1}, "eta >= 2"), ({"R": 9.0}, "whole number"),
-     ({"R": 9, "skip_last": -1}, "skip_last >= 0")],
+     ({"R": 9, "skip_last": -1}, "skip_last >= 0"), ({"R": 9, "schedule": "paper"}, "schedule='madlib' or 'li'")],
 )  # fmt: skip
 def test_hyperband_schedule_refuses_bad_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):

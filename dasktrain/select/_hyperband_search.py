@@ -26,6 +26,7 @@ def hyperband(
     R: int,
     eta: int = 3,
     skip_last: int = 0,
+    schedule: str = "madlib",
     bracket: int | None = None,
     x,
     y: str,
@@ -39,7 +40,7 @@ def hyperband(
 ) -> SelectionResult:
     """Hyperband (Li et al., 2018) over random configurations, each bracket a successive halving.
 
-    The schedule is :func:`hyperband_schedule`'s (MADlib's): bracket ``s`` draws ``n_0``
+    The schedule is :func:`hyperband_schedule`'s (MADlib's by default): bracket ``s`` draws ``n_0``
     configurations from ``compile``/``fit`` (lists sampled evenly, distributions drawn) and
     trains them ``r_0`` iterations; each rung keeps the best ``1/eta`` by ``rank_by`` and trains
     them on to ``r_i`` iterations (rounded to whole iterations). Models carry over from rung to
@@ -56,6 +57,9 @@ def hyperband(
         Each rung keeps ``1/eta`` of the configurations.
     skip_last : int, default 0
         Leave out the last rungs of each bracket (MADlib's meaning).
+    schedule : {"madlib", "li"}, default "madlib"
+        MADlib's bracket sizes (a search moved from MADlib trains as many configurations as
+        there), or Li et al.'s, whose middle brackets start more (see :func:`hyperband_schedule`).
     bracket : int, optional
         Run only this bracket: successive halving (see :func:`successive_halving`).
     validation, folds
@@ -84,17 +88,15 @@ def hyperband(
     ...     validation="fashion_test", seed=0)  # doctest: +SKIP
     >>> search.best.model()  # doctest: +SKIP
     """
-    schedule = hyperband_schedule(R, eta, skip_last)
+    table = hyperband_schedule(R, eta, skip_last, schedule=schedule)
     if bracket is not None:
-        if bracket not in set(schedule["s"]):
-            raise DataError(
-                f"bracket={bracket!r} is not in the schedule: its brackets are {sorted(set(schedule['s']))}."
-            )
-        schedule = schedule[schedule["s"] == bracket]
+        if bracket not in set(table["s"]):
+            raise DataError(f"bracket={bracket!r} is not in the schedule: its brackets are {sorted(set(table['s']))}.")
+        table = table[table["s"] == bracket]
     if validation is None and folds is None:
         raise DataError("hyperband ranks configurations on held-out rows: pass validation= or folds=.")
     rungs = {s: [(int(n), max(1, round(r))) for n, r in zip(group["n_i"], group["r_i"], strict=True)]
-             for s, group in schedule.groupby("s", sort=False)}  # fmt: skip
+             for s, group in table.groupby("s", sort=False)}  # fmt: skip
     drawn = model_configs(
         architectures, compile=compile, fit=fit, search="random", n=sum(r[0][0] for r in rungs.values()), seed=seed
     )
@@ -118,8 +120,8 @@ def hyperband(
     search = Search.plan(**{**defaults, **options, "data": data, "configs": drawn, "x": x, "y": y,
                             "iterations": R, "validation": validation, "folds": folds, "rank_by": rank_by,
                             "seed": seed})  # fmt: skip
-    parameters = {"R": R, "eta": eta, "skip_last": skip_last, "bracket": bracket, "seed": seed, "folds": folds,
-                  "configs": _fingerprint(drawn)}  # fmt: skip
+    parameters = {"R": R, "eta": eta, "skip_last": skip_last, "schedule": schedule, "bracket": bracket, "seed": seed,
+                  "folds": folds, "configs": _fingerprint(drawn)}  # fmt: skip
     return _Rungs(search, rungs, brackets, checkpoint, resume, parameters).run()
 
 
