@@ -189,7 +189,7 @@ def search(client, db, configs, args, x_test, y_test) -> None:
     start = time.perf_counter()
     grid = dasktrain.fit_multiple(TRAIN, configs, iterations=args.R, **common)
     rows["grid"] = (grid, time.perf_counter() - start)
-    space = {"compile": SPACE, "fit": FIT, "R": args.R, "eta": args.eta, "seed": 0}
+    space = {"compile": SPACE, "fit": FIT, "R": args.R, "eta": args.eta, "seed": 0, "schedule": args.schedule}
     start = time.perf_counter()
     rows["hyperband"] = (dasktrain.hyperband(TRAIN, architectures(), **space, **common), time.perf_counter() - start)
     start = time.perf_counter()
@@ -219,6 +219,8 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--R", type=int, default=9)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--schedule", choices=("madlib", "li"), default="madlib",
+                   help="Hyperband's bracket sizes (docs/benchmarks.md measured 'li')")  # fmt: skip
     p.add_argument("--repeats", type=int, default=2, help="timed runs of each method (medians)")
     p.add_argument("--part", choices=("speed", "search", "both"), default="both")
     args = p.parse_args()

@@ -188,3 +188,14 @@ def test_hyperband_schedule_with_eta_2_and_skipped_last_rounds():
 def test_hyperband_schedule_refuses_bad_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):
         dasktrain.hyperband_schedule(**kwargs)
+
+
+def test_a_search_model_saved_then_loaded_back_records_the_hopper(db, trained, table_name):
+    """A search's best model says strategy=hopper; saving it and loading it back (resume does) must work."""
+    import dataclasses
+
+    from dasktrain.models._model_store import load_result
+    from dasktrain.strategies.hopper import Hopper
+
+    dasktrain.save_model(db, table_name, dataclasses.replace(trained, strategy=Hopper()), name="best")
+    assert load_result(db, table_name, "best").strategy == Hopper()

@@ -11,7 +11,7 @@ import pytest
 
 import dasktrain
 from dasktrain.models._selection_result import SelectionResult, SelectionTable
-from dasktrain.select._hopper import Hopper
+from dasktrain.strategies.hopper import Hopper
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # record() and recorded() run on the workers
 

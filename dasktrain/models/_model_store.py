@@ -395,11 +395,11 @@ def load_model(
 
 def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
     """A stored version as a :class:`TrainingResult`, with its fit state (used to resume from a checkpoint)."""
-    from ..strategies import strategy_named
+    from ..strategies.named import recorded_strategy
 
     db = connect(db)
     architecture, members, s = load_members(db, table, name, version)
-    strategy = strategy_named(s["strategy"], **(s["strategy_params"] or {}))
+    strategy = recorded_strategy(s["strategy"], **(s["strategy_params"] or {}))
     history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
     with db.cursor() as cur:
         replica_states, outer_state = read_states(cur, TableName.parse(table), s["name"], s["version"])

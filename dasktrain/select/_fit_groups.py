@@ -14,7 +14,8 @@ from ..runtime._guard import cluster_workers, gather, wait_for_workers
 from ..strategies import Centralized
 from ..train import _worker
 from ..train._cache import rows_one_worker_holds
-from ..train._fit import _Plan, class_values
+from ..train._checks import class_values
+from ..train._fit import _Plan
 from ..train._fit import fit as fit_one
 from ..train._groups import train_groups
 from ._fit_multiple import architecture_names
@@ -123,7 +124,7 @@ def fit_groups(
             result.num_rows, result.num_segments = int(sizes[value]), 1
             results[value], placement[value] = result, "one worker"
     name = architecture_names({0: plan}, db)[0]
-    stats_classes = class_values([], plan.output_shape)
+    stats_classes = plan.classes or class_values([], plan.output_shape)
     keys = {value: k for k, value in enumerate(sorted(results, key=str), start=1)}
     for value, result in results.items():
         result.mst_key = keys[value]
@@ -168,7 +169,7 @@ def _submit_small(client, frame, by: str, values: list, plan, job) -> list:
     # The task-based shuffle: Dask's P2P shuffle cannot carry array columns (nested Arrow lists) through Arrow.
     rows = frame[frame[by].isin(values)]
     shuffled = rows.shuffle(on=by, npartitions=min(len(values), 2 * workers), shuffle_method="tasks")
-    shaping = (plan.x, plan.y, plan.input_shape, plan.normalizing_const, plan.output_shape)
+    shaping = plan.shaping
     parts = client.compute(shuffled.to_delayed())
     return [client.submit(train_groups, part, by, job, plan.initial_weights, plan.iterations, shaping, pure=False)
             for part in parts]  # fmt: skip

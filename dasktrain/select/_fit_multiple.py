@@ -20,12 +20,14 @@ from ..models._fit_state import ModelState
 from ..models._selection_result import DIVERGED, FINISHED, SelectionResult
 from ..runtime._guard import cluster_workers, wait_for_workers
 from ..runtime._placement import resolve_use_gpus, task_options
+from ..strategies.hopper import Hopper
 from ..train import _worker
 from ..train._cache import choose_cache
+from ..train._checks import class_values
 from ..train._cluster_segments import ClusterSegments, planned_reads
-from ..train._fit import _Plan, class_values, fit
+from ..train._fit import _Plan, fit
 from ._configs import ModelConfig
-from ._hopper import Hopper, HoppingModel, ModelHopper, part_groups
+from ._hopper import HoppingModel, ModelHopper, part_groups
 from ._retracing import silence_retracing
 
 logger = logging.getLogger("dasktrain")
@@ -241,7 +243,7 @@ class Search:
             result.start_time, result.end_time = self.start_time, datetime.now().astimezone()
             result.mst_key, result.strategy, result.num_replicas = key, Hopper(), 1  # one model, part after part
             result.num_rows, result.num_segments = self.train.rows, len(self.train.ids)
-            result.class_values = class_values(self.train.stats, plan.output_shape)
+            result.class_values = plan.classes or class_values(self.train.stats, plan.output_shape)
             failed = [m.failed for m in group if m.failed]
             statuses[key] = DIVERGED if failed else (status or {}).get(key, FINISHED)
             if failed:

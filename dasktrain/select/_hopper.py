@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from ..errors import SegmentFailedError, TrainingDivergedError
 from ..models._fit_state import ModelState
 from ..runtime._guard import POLL, cluster_workers
-from ..strategies import Strategy
 from ..train import _worker
 from ..train._reducer import tree_reduce
 from ..train._replicas import Replica, group_segments, home
@@ -36,22 +35,6 @@ from ..train._visit import Visit, evaluate_model, metrics_of, visit_part
 logger = logging.getLogger("dasktrain")
 
 QUEUED = 2  # visits given to a worker at once: one running, one waiting in its queue
-
-
-class Hopper(Strategy):
-    """How a search's models trained (their results' ``strategy``): model hopper parallelism.
-
-    Not a way of merging replicas: each model trains alone, one visit to one part at a time, its
-    weights and optimizer state carried from part to part, so it trains as one model on the whole
-    table would. Nothing is merged.
-
-    >>> Hopper()
-    Hopper()
-    >>> Hopper().name
-    'hopper'
-    """
-
-    name = "hopper"
 
 
 @dataclass(eq=False)

@@ -40,3 +40,14 @@ def strategy_named(name: str, **params) -> Strategy:
     strategy = cls(**params)
     strategy.validate()
     return strategy
+
+
+def recorded_strategy(name: str, **params) -> Strategy:
+    """The strategy a stored model records: any of :data:`STRATEGIES`, or ``"hopper"`` for a search's model.
+
+    >>> recorded_strategy("hopper"), recorded_strategy("averaging")
+    (Hopper(), Averaging())
+    """
+    from .hopper import Hopper
+
+    return Hopper() if str(name).lower() == Hopper.name else strategy_named(name, **params)

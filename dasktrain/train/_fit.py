@@ -17,7 +17,7 @@ from ..models._result import TrainingResult
 from ..runtime._cluster import client_or_local
 from ..strategies import SlowMo, Strategy
 from ._cache import check_cache
-from ._checks import check_stats, class_values, is_text, refuse_text_features  # noqa: F401 (class_values: for select/)
+from ._checks import check_stats, is_text, refuse_text_features
 from ._early_stopping import EarlyStopping
 from ._labels import check_classes, label_classes
 from ._replicas import check_replicas
