@@ -1,4 +1,8 @@
+import uuid
+
+import psycopg2
 import pytest
+from psycopg2 import sql
 
 import loaders
 
@@ -33,3 +37,21 @@ def trained(db, client, digits):
     dasktrain.save_model(db, "scoring_models", result, name="digits_mlp")
     yield result
     drop_tables(db, "scoring_models")
+
+
+@pytest.fixture
+def own_database(db):
+    """A new database on the test server, dropped afterwards: the README's tables stay out of other tests."""
+    name = f"readme_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(db.dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = psycopg2.extensions.parse_dsn(db.dsn)
+    params["dbname"] = name
+    try:
+        yield psycopg2.extensions.make_dsn(**params)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

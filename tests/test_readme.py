@@ -10,12 +10,9 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -36,24 +33,6 @@ def test_python_blocks_that_start_processes_are_guarded():
     for kind, code in readme_blocks():
         if kind == "python" and ("cluster(" in code or "Client(" in code):
             assert 'if __name__ == "__main__":' in code, code
-
-
-@pytest.fixture
-def own_database(db):
-    """A new database on the test server, dropped afterwards: the README's tables stay out of other tests."""
-    name = f"readme_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(db.dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = psycopg2.extensions.parse_dsn(db.dsn)
-    params["dbname"] = name
-    try:
-        yield psycopg2.extensions.make_dsn(**params)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
 
 
 @pytest.mark.slow
