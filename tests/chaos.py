@@ -70,12 +70,15 @@ def write_in_process(dsn: str, table: str, barrier) -> object:
 
 
 def architecture_in_process(dsn: str, table: str, barrier) -> object:
+    import keras
+
     import dasktrain
 
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])  # load_architecture builds what it stores
     db = dasktrain.connect(dsn)
     barrier.wait()
     try:
-        return dasktrain.load_architecture(db, table, '{"class_name": "Sequential", "config": {}}')
+        return dasktrain.load_architecture(db, table, model.to_json())
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 

@@ -47,7 +47,8 @@ def test_prob_top_k_and_threshold(db, client, trained, digits, table_name):
     rows = _rows(db, table_name)
     assert len(rows) == 3970
     np.testing.assert_allclose(rows.groupby("id")["prob"].sum(), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(rows[rows["class_value"] == "3"]["prob"], probs[:, 3], rtol=1e-5)
+    # atol: a probability near 1e-13 differs in its last float32 bits between batch sizes
+    np.testing.assert_allclose(rows[rows["class_value"] == "3"]["prob"], probs[:, 3], rtol=1e-5, atol=1e-9)
 
     dasktrain.predict_table(db, "scoring_models", SOURCE, table_name, pred_type=3, replace=True, progress=False)
     rows = _rows(db, table_name)
