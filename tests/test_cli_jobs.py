@@ -8,7 +8,10 @@ import pytest
 import dasktrain
 from dasktrain import cli
 
-SUBCOMMANDS = ["segments", "load", "demo", "fit", "predict", "evaluate", "models", "architectures"]
+#: Each subcommand, and the cluster flags it lists: all, those of the local cluster it starts, or none.
+SUBCOMMANDS = {"segments": None, "load": None, "demo": "local", "fit": "all", "fit-groups": "all", "select": "all",
+               "predict": "all", "evaluate": "all", "models": None, "architectures": None}  # fmt: skip
+LOCAL_FLAGS = ["--gpus", "--workers-per-gpu", "--dashboard"]
 
 
 def run(capsys, *argv):
@@ -17,11 +20,24 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def help_text(capsys, name):
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    return capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_every_subcommand_explains_itself_with_an_example(name):
     out = subprocess.run([sys.executable, "-m", "dasktrain.cli", name, "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    assert "example:" in out.stdout and "--dsn" in out.stdout and "--scheduler" in out.stdout
+    assert "example:" in out.stdout and "--dsn" in out.stdout and "--quiet" in out.stdout
+
+
+@pytest.mark.parametrize("name, flags", SUBCOMMANDS.items())
+def test_only_commands_that_start_a_cluster_list_cluster_flags(name, flags, capsys):
+    text = help_text(capsys, name)
+    assert ("--scheduler" in text) == (flags == "all")
+    assert all((flag in text) == (flags is not None) for flag in LOCAL_FLAGS), text
 
 
 def test_predict_and_evaluate_from_flags(db, client, trained, table_name, capsys):
@@ -151,7 +167,7 @@ def test_fit_job_architectures_and_models(db, digits, table_name, tmp_path, caps
         "load",
         "--dsn",
         db.dsn,
-        "--table",
+        "--model-arch-table",
         f"{table_name}_arch",
         "--json",
         str(spec),
@@ -159,7 +175,11 @@ def test_fit_job_architectures_and_models(db, digits, table_name, tmp_path, caps
         "mlp",
     )
     assert code == 0 and out.strip() == "model_id 1"
-    assert "mlp" in run(capsys, "architectures", "list", "--dsn", db.dsn, "--table", f"{table_name}_arch")[1]
+    listed = run(capsys, "architectures", "list", "--dsn", db.dsn, "--model-arch-table", f"{table_name}_arch")[1]
+    assert "mlp" in listed
+    # the flag's old name still works, and is not shown
+    assert run(capsys, "architectures", "list", "--dsn", db.dsn, "--table", f"{table_name}_arch")[1] == listed
+    assert "--table" not in help_text(capsys, "architectures")
     job = tmp_path / "fit.yaml"
     job.write_text(
         f"data: fit_digits_train\nvalidation: fit_digits_test\nmodel_arch_table: {table_name}_arch\nmodel_id: 1\n"
@@ -175,10 +195,11 @@ def test_fit_job_architectures_and_models(db, digits, table_name, tmp_path, caps
     assert "strategy_params: {'alpha': 0.5, 'beta': 0.9}" in shown and "num_iterations: 2" in shown
     assert run(capsys, "models", "delete", "--dsn", db.dsn, "--model-table", table_name, "--name", "cli")[0] == 0
     assert dasktrain.list_models(db, table_name) == []
-    code, _, err = run(
-        capsys, "architectures", "delete", "--dsn", db.dsn, "--table", f"{table_name}_arch", "--model-id", "5"
-    )
+    argv = ["architectures", "delete", "--dsn", db.dsn, "--model-arch-table", f"{table_name}_arch", "--model-id", "5"]
+    code, _, err = run(capsys, *argv)
     assert code == 2 and "No architecture with model_id=5" in err
+    code, _, err = run(capsys, "architectures", "list", "--dsn", db.dsn)
+    assert code == 2 and "architectures list needs --model-arch-table" in err
 
 
 @pytest.mark.slow

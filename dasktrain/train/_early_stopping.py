@@ -46,9 +46,15 @@ class EarlyStopping:
 
     @classmethod
     def of(cls, value) -> EarlyStopping | None:
-        """Accept None, an :class:`EarlyStopping`, or a dict of its parameters."""
+        """Accept None, an :class:`EarlyStopping`, a dict of its parameters, or a whole number (its patience).
+
+        >>> EarlyStopping.of(2)
+        EarlyStopping(patience=2, min_delta=0.0, monitor=None)
+        """
         if value is None or isinstance(value, EarlyStopping):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(patience=value)
         if isinstance(value, Mapping):
             known = [f.name for f in fields(cls)]
             unknown = sorted(set(value) - set(known))
@@ -57,7 +63,9 @@ class EarlyStopping:
                     f"early_stopping has no parameter {', '.join(map(repr, unknown))}. Known: {', '.join(known)}."
                 )
             return cls(**value)
-        raise TypeError(f"Expected early_stopping as EarlyStopping or a dict. Received: {type(value).__name__}")
+        raise TypeError(
+            f"Expected early_stopping as EarlyStopping, a dict or a patience. Received: {type(value).__name__}"
+        )
 
     def update(self, loss: float) -> bool:
         """Record one iteration's loss; return True when training should stop."""
@@ -66,3 +74,14 @@ class EarlyStopping:
             return False
         self._waited += 1
         return self._waited >= self.patience
+
+    def reason(self, monitor: str) -> str:
+        """Why training stopped, in words, for the ``monitor`` that was followed.
+
+        >>> stop = EarlyStopping(patience=2, min_delta=0.01)
+        >>> stop.reason("validation_loss")
+        'validation loss did not improve by more than 0.01 for 2 iterations'
+        """
+        by = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        count = max(self._waited, self.patience)
+        return f"{monitor.replace('_', ' ')} did not improve{by} for {count} iteration{'s' if count != 1 else ''}"

@@ -1,7 +1,8 @@
 """Progress of a fit: a bar that moves as each replica of a round finishes, as Keras's moves per batch.
 
 On a terminal it redraws at most twice a second; written to a file or a pipe (a batch job's log)
-it writes a line at most every 30 seconds, so logs stay short.
+it writes a line at most every 30 seconds, so logs stay short. A fit that stops early ends its bar
+at the iteration it stopped at, saying so; a fit interrupted with Ctrl-C says in which iteration.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class FitProgress:
         self._lock = threading.Lock()
         self._round_started = time.perf_counter()
         self._finished = done * replicas
+        self.done = done  # iterations finished
 
     def set_replicas(self, replicas: int) -> None:
         """The rounds from now on train ``replicas`` models (workers joined or left)."""
@@ -59,6 +61,7 @@ class FitProgress:
         """Set the bar to the round's end and show its speed and metrics."""
         seconds = time.perf_counter() - self._round_started
         with self._lock:
+            self.done = entry["iteration"]
             self._finished = entry["iteration"] * self.replicas
             self.bar.n = self._finished
             postfix = {"iteration": f"{entry['iteration']}/{self.iterations}"}
@@ -69,7 +72,26 @@ class FitProgress:
         self._round_started = time.perf_counter()
 
     def close(self) -> None:
+        """Close the bar; called as the fit ends, in a ``finally`` clause.
+
+        Ended without an error before its last iteration, the fit stopped early: the bar ends
+        there (at 100 %, not frozen part way) and says so. Interrupted by Ctrl-C, the
+        ``KeyboardInterrupt`` gets a note saying in which iteration (:pep:`678`).
+        """
+        # In a finally clause, sys.exc_info() is the exception on its way out (None on a normal end).
+        exc = sys.exc_info()[1]
+        if exc is None and self.done < self.iterations:
+            with self._lock:
+                self.bar.total = self.bar.n = self._finished
+                postfix = getattr(self.bar, "postfix", None)  # a disabled bar has none
+                self.bar.set_postfix_str(", ".join(filter(None, [postfix, "stopped early"])), refresh=False)
+        elif isinstance(exc, KeyboardInterrupt):
+            exc.add_note(f"{INTERRUPTED} {self.done + 1} of {self.iterations}")
         self.bar.close()
+
+
+#: How the note on a fit's KeyboardInterrupt begins (the command line repeats it).
+INTERRUPTED = "fit: interrupted in iteration"
 
 
 def _metrics(entry: dict) -> dict:
