@@ -1,5 +1,9 @@
 """A command for every job: model selection (grid, random, Hyperband), one model per group, and fit's flags."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from helpers import mlp
 from psycopg2 import sql
@@ -149,3 +153,15 @@ def test_bad_early_stopping_is_one_line(db, arch, table_name, capsys):
                        "patience=0")  # fmt: skip
     assert code == 2
     assert err == "dasktrain fit: error: EarlyStopping expects a positive integer patience. Received: patience=0\n"
+
+
+@pytest.mark.slow
+def test_quiet_silences_the_embedded_server_line():
+    env = {k: v for k, v in os.environ.items() if k != "DASKTRAIN_DSN"}  # the embedded default database
+    command = [sys.executable, "-m", "dasktrain.cli", "segments", "no_such_table"]
+    loud = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    quiet = subprocess.run([*command, "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert loud.returncode == quiet.returncode == 2
+    assert "embedded PostgreSQL" in loud.stderr
+    assert "embedded PostgreSQL" not in quiet.stderr
+    assert quiet.stderr.strip().count("\n") == 0, quiet.stderr  # the error, in one line

@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import psycopg2
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        from ..io._embedded import set_announce
+
+        set_announce(False)  # --quiet silences the embedded server's "using ..." line too
     try:
         return args.run(args)
     except (KeyboardInterrupt, Interrupted) as exc:
