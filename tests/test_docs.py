@@ -5,13 +5,10 @@ repository's root against a database of its own. Blocks that need what this mach
 kubectl, a Greenplum cluster) are marked ``console`` and shown only.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_readme import BLOCK, RUN
+from test_readme import BLOCK, RUN, run_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -37,20 +34,7 @@ def test_every_docs_block_is_marked_run_or_shown():
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("doc, number, kind, code", docs_blocks(), ids=lambda v: str(v)[:40])
 def test_docs_blocks_run_as_written(own_database, tmp_path, doc, number, kind, code):
-    env = {
-        **os.environ,
-        "DASKTRAIN_DSN": own_database,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MPLBACKEND": "Agg",
-    }
-    if kind == "python":
-        script = tmp_path / "block.py"
-        script.write_text(code)
-        command = [sys.executable, str(script)]
-    else:
-        command = ["bash", "-euo", "pipefail", "-c", code]
-    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    output = f"--- stdout:\n{run.stdout[-3000:]}\n--- stderr:\n{run.stderr[-3000:]}"
-    where = f"{doc} block {number} ({kind}):\n{code}\n{output}"
+    run, where = run_block(kind, code, ROOT, own_database, tmp_path / "block.py")
+    where = f"{doc} block {number} ({kind}):\n{where}"
     assert run.returncode == 0, where
     assert "Traceback" not in run.stderr, where

@@ -39,23 +39,28 @@ def test_python_blocks_that_start_processes_are_guarded():
 @pytest.mark.timeout(1500)
 def test_the_readme_runs_in_order_as_written(own_database, tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    env = {
-        **os.environ,
-        "DASKTRAIN_DSN": own_database,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MPLBACKEND": "Agg",
-    }
     for number, (kind, code) in enumerate(readme_blocks(), start=1):
-        if kind == "python":
-            script = tmp_path / f"block_{number}.py"
-            script.write_text(code)
-            command = [sys.executable, script.name]
-        else:
-            command = ["bash", "-euo", "pipefail", "-c", code]
-        run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        output = f"--- stdout:\n{run.stdout[-3000:]}\n--- stderr:\n{run.stderr[-3000:]}"
-        where = f"README block {number} ({kind}):\n{code}\n{output}"
+        run, where = run_block(kind, code, tmp_path, own_database, tmp_path / f"block_{number}.py")
+        where = f"README block {number} ({kind}):\n{where}"
         assert run.returncode == 0, where
         assert "Traceback" not in run.stderr, where
         for noise in ("cuInit", "Could not find cuda", "still alive", "rebuild TensorFlow"):
             assert noise not in run.stderr, f"{noise!r} in the output of {where}"
+
+
+def run_block(kind: str, code: str, cwd: Path, dsn: str, script: Path):
+    """Run one ``python`` or ``bash`` block in ``cwd`` against ``dsn``; the finished process, and the block
+    with its output for an assertion's message."""
+    env = {
+        **os.environ,
+        "DASKTRAIN_DSN": dsn,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MPLBACKEND": "Agg",
+    }
+    if kind == "python":
+        script.write_text(code)
+        command = [sys.executable, str(script)]
+    else:
+        command = ["bash", "-euo", "pipefail", "-c", code]
+    run = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return run, f"{code}\n--- stdout:\n{run.stdout[-3000:]}\n--- stderr:\n{run.stderr[-3000:]}"
