@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if getattr(args, "quiet", False):
-        from ..io._embedded import set_announce
+        from dasktrain.io._embedded import set_announce
 
         set_announce(False)  # --quiet silences the embedded server's "using ..." line too
     try:
