@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import reprlib
 from collections.abc import Mapping
 
 from .errors import DataError
@@ -35,6 +36,43 @@ def positive_int(value, label: str, *, maximum: int | None = None) -> int:
     if maximum is not None and value > maximum:
         raise DataError(f"Expected {label} between 1 and {maximum}. Received: {label}={value!r}")
     return int(value)
+
+
+def boolean(value, label: str) -> bool:
+    """``value`` if it is a real bool, else :class:`DataError`: a YAML ``"false"`` or a 0 is not taken for one.
+
+    >>> boolean(True, "replace")
+    True
+    >>> boolean("false", "replace")
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Expected replace=True or False. Received: replace='false' (a str)
+    """
+    import numpy as np
+
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    kind = type(value).__name__
+    raise DataError(f"Expected {label}=True or False. Received: {label}={bounded_repr(value)} (a {kind})")
+
+
+def bounded_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` in at most about ``limit`` characters: an error repeats no more of a bad value than that.
+
+    >>> bounded_repr("x" * 200, limit=12)
+    "'xxx...xxxx'"
+    >>> bounded_repr(list(range(100)))
+    '[0, 1, 2, 3, 4, 5, 6, 7, ...]'
+    """
+    shortened = reprlib.Repr()
+    shortened.maxlevel = 3
+    shortened.maxstring = shortened.maxother = limit
+    shortened.maxlist = shortened.maxtuple = shortened.maxdict = shortened.maxset = 8
+    try:
+        text = shortened.repr(value)
+    except Exception:  # a value whose repr itself fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str] | None) -> dict:

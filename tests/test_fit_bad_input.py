@@ -99,5 +99,11 @@ def test_missing_columns_and_bad_numbers(attempt):
     attempt(DataError, "patience", early_stopping={"patience": 0})
 
 
+@pytest.mark.parametrize("x, y", [("x", "x"), ("y", "y"), (["x", "y"], "y")])
+def test_the_label_as_a_feature(attempt, x, y):
+    """Once a raw decoding error from the workers after the cluster had started."""
+    attempt(DataError, "the label column cannot be an input", x=x, y=y)
+
+
 def test_weights_that_do_not_fit_the_model(attempt):
     attempt(DataError, "initial_weights have shapes", initial_weights=[np.zeros((2, 2))])

@@ -80,6 +80,10 @@ def test_without_gpus_the_cluster_is_the_cpu_one(monkeypatch):
         table = dasktrain.gpu_configuration(client)
         assert set(table["device"]) == {"cpu"} and set(table["workers_on_device"]) == {1}
         assert len(table) == len(workers)
+        printed = str(table).splitlines()  # whole, however narrow pandas thinks the terminal is
+        assert printed[0].split() == ["host", "worker", "device", "memory_mib", "memory_limit_mib", "backend",
+                                      "workers_on_device"]  # fmt: skip
+        assert len(printed) == 1 + len(workers) and "..." not in str(table)
     with pytest.raises(ValueError, match="gpus=1 asked for, but this machine shows none"):
         dasktrain.cluster(gpus=1)
     with pytest.raises(ValueError, match="give one of them"):

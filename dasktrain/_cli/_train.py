@@ -108,8 +108,8 @@ def _fit(args) -> int:
     every = params.get("checkpoint_every")
     checkpoint = (db, table, name) if every or params.get("resume") else None
     before = _versions(db, table, name)
-    if params.get("resume"):
-        print(f"dasktrain fit: {_resuming(before, table, name, params['iterations'])}", file=sys.stderr, flush=True)
+    if params.get("resume") and before:  # with nothing saved, fit() itself warns that it trains from iteration 0
+        print(f"dasktrain fit: {_resuming(before, table, params['iterations'])}", file=sys.stderr, flush=True)
     args.on_interrupt = lambda exc: _interrupted(exc, db, checkpoint, before, every, bool(params.get("resume")))
     with client_for(args) as client:
         result = fit(
@@ -172,14 +172,8 @@ def _described(version: dict, table: str) -> str:
     return f"version {version['version']} of {version['name']!r} in {table!r} ({kind} after iteration {after})"
 
 
-def _resuming(before: list[dict], table: str, name: str, iterations: int) -> str:
-    """What --resume is about to do, in one line: which version and iteration it continues from, or that none is there.
-
-    As ``fit(resume=True)`` does, a resume with nothing saved starts from iteration 0: a job can
-    always be run with --resume.
-    """
-    if not before:
-        return f"warning: --resume found no version of {name!r} in {table!r}: training from iteration 0"
+def _resuming(before: list[dict], table: str, iterations: int) -> str:
+    """What --resume is about to do, in one line: which version and iteration it continues from."""
     return f"resuming from {_described(before[-1], table)}, up to iteration {iterations}"
 
 

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
+from .._whole_table import WholeTable
 from ._result import TrainingResult
 
 FINISHED, DIVERGED, STOPPED = "finished", "diverged", "stopped"
@@ -210,11 +210,8 @@ def architecture_name(architecture: str) -> str:
     return (spec.get("config") or {}).get("name") or spec.get("class_name", "model")
 
 
-class SelectionTable(pd.DataFrame):
-    """A search's table: a pandas DataFrame that prints whole, text left-aligned and numbers right-aligned.
-
-    pandas elides columns to fit its display width, and a search's table is wider than a terminal;
-    this one prints every column and row (metrics to 4 decimals, seconds to 1), a row per line.
+class SelectionTable(WholeTable):
+    """A search's table: a pandas DataFrame that prints whole (metrics to 4 decimals, seconds to 1).
 
     >>> print(SelectionTable({"mst_key": [2, 1], "architecture": ["cnn", "mlp"], "validation_loss": [0.31, 0.5]}))
     mst_key  architecture  validation_loss
@@ -222,43 +219,8 @@ class SelectionTable(pd.DataFrame):
           1  mlp                    0.5000
     """
 
-    @property
-    def _constructor(self):
-        return SelectionTable  # a selection of its columns or rows prints whole too
-
-    def __repr__(self) -> str:
-        if self.columns.empty:
-            return f"Empty selection table ({len(self)} rows)"
-        frame = self.reset_index() if any(n is not None for n in self.index.names) else self  # set_index's
-        columns = []
-        for name in frame.columns:
-            values = frame[name].tolist()
-            numeric = all(_is_number(v) or _missing(v) for v in values)
-            cells = [_cell(str(name), v) for v in values]
-            width = max(len(str(name)), *(len(c) for c in cells))
-            align = str.rjust if numeric else str.ljust
-            columns.append([align(str(name), width), *(align(c, width) for c in cells)])
-        return "\n".join("  ".join(line).rstrip() for line in zip(*columns, strict=True))
-
-    __str__ = __repr__
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
-
-
-def _cell(column: str, value) -> str:
-    if _missing(value):
-        return "-"
-    if isinstance(value, float | np.floating):
-        if float(value).is_integer() and column in ("model_id", "rows", "parameters", "iterations"):
-            return str(int(value))  # an integer column that pandas made float for a missing value
-        return f"{value:.1f}" if column == "seconds" else f"{value:.4f}"
-    return str(value)
+    integer_columns = frozenset({"model_id", "rows", "parameters", "iterations"})
+    one_decimal_columns = frozenset({"seconds"})
 
 
 @dataclass(repr=False)

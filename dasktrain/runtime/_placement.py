@@ -8,6 +8,7 @@ any worker; ``None`` is ``True`` when the cluster has GPU workers.
 
 from __future__ import annotations
 
+from .._whole_table import WholeTable
 from ..errors import GPUError
 from ._gpu_memory import policy_outcome
 from ._guard import cluster_workers, wait_for_workers
@@ -84,9 +85,11 @@ def gpu_configuration(client=None):
     Columns: ``host``, ``worker``, ``device`` (the GPU's name, or ``cpu``), ``memory_mib`` (the
     GPU's), ``memory_limit_mib`` (the worker's share), ``workers_on_device``, ``backend``.
 
-    >>> dasktrain.gpu_configuration(client)  # doctest: +SKIP
-         host                    worker                 device  memory_mib  memory_limit_mib  workers_on_device ...
-    0  node-1  tcp://10.0.0.5:40331  NVIDIA H100 80GB HBM3       81559             73403                  1 ...
+    A pandas DataFrame that prints whole (every column, however wide the terminal).
+
+    >>> print(dasktrain.gpu_configuration(client))  # doctest: +SKIP
+    host    worker                device                 memory_mib  memory_limit_mib  backend     workers_on_device
+    node-1  tcp://10.0.0.5:40331  NVIDIA H100 80GB HBM3       81559             73403  tensorflow                  1
     """
     import pandas as pd
 
@@ -98,7 +101,14 @@ def gpu_configuration(client=None):
     frame = pd.DataFrame(facts, columns=[*DEVICE_COLUMNS, "uuid"])
     shared = frame.groupby(["host", frame["uuid"].fillna(frame["worker"])])["worker"].transform("count")
     frame["workers_on_device"] = shared.where(frame["device"] != "cpu", 1).astype(int)
-    return frame.drop(columns="uuid").sort_values(["host", "device", "worker"], ignore_index=True)
+    frame = frame.drop(columns="uuid").sort_values(["host", "device", "worker"], ignore_index=True)
+    return DeviceTable(frame)
+
+
+class DeviceTable(WholeTable):
+    """:func:`gpu_configuration`'s table: a pandas DataFrame that prints whole, memory in whole MiB."""
+
+    integer_columns = frozenset({"memory_mib", "memory_limit_mib", "workers_on_device"})
 
 
 DEVICE_COLUMNS = ["host", "worker", "device", "memory_mib", "memory_limit_mib", "backend"]

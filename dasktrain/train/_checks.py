@@ -39,9 +39,7 @@ def check_stats(stats, role: str, loss: str, input_shape: tuple, output_shape: t
             if "sparse" in loss:
                 raise DataError(f"{where}: y holds one-hot rows but loss={loss!r} expects integer labels.")
             if s.label_shape != output_shape:
-                raise DataError(
-                    f"{where}: y has shape {s.label_shape} per row; the model outputs {output_shape}."
-                )
+                raise DataError(f"{where}: y has shape {s.label_shape} per row; the model outputs {output_shape}.")
 
 
 def refuse_text_features(text: list[str], features: list[str], role: str) -> None:

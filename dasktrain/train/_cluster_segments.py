@@ -132,4 +132,3 @@ def planned_reads(source):
 def _near(workers: list[str] | None) -> dict:
     """Task options that read a segment on a worker of its host, where known."""
     return {"workers": workers, "allow_other_workers": True} if workers else {}
-

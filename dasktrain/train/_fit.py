@@ -21,6 +21,7 @@ from ._checks import check_stats, is_text, refuse_text_features
 from ._early_stopping import EarlyStopping
 from ._labels import check_classes, label_classes
 from ._replicas import check_replicas
+from ._resume import latest_readable
 
 
 def fit(
@@ -105,8 +106,9 @@ def fit(
         Starting weights. Default: the model's own (or the architecture table's stored weights).
     sync_every : int, optional
         Make a round ``sync_every`` minibatches per replica instead of a whole pass.
-    early_stopping : EarlyStopping or dict, optional
-        Stop when the monitored loss stops improving.
+    early_stopping : EarlyStopping, dict or int, optional
+        Stop when the monitored loss stops improving: an :class:`EarlyStopping`, a dict of its
+        parameters, or an int, its patience.
     normalizing_const : float, default 1.0
         Features are divided by it (255 for 8-bit images); recorded for scoring.
     checkpoint : (db, table, name), optional
@@ -116,9 +118,11 @@ def fit(
         Keep only the newest ``checkpoint_keep`` checkpoint versions of ``name`` (final versions are
         never deleted); None keeps them all.
     resume : bool, default False
-        Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0. With as many
-        replicas as were checkpointed, each continues from its own optimizer state; with another
-        number (say, another number of workers), each starts from the mean of the saved states.
+        Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0 (with a
+        warning when nothing is saved yet; from the newest readable version, saying so, when the
+        newest cannot be read). With as many replicas as were checkpointed, each continues from
+        its own optimizer state; with another number (say, another number of workers), each
+        starts from the mean of the saved states.
     retries : int, default 2
         How many times a round may be retried after losing workers before ``fit`` gives up with
         :class:`~dasktrain.errors.SegmentFailedError` naming the segments and the last checkpoint.
@@ -202,8 +206,10 @@ class _Plan:
         self.strategy.validate()
         self.replicas = check_replicas(kw["replicas"])
         if self.replicas is not None and self.strategy.centralized:
-            raise DataError(f"Centralized() trains one model on one worker: leave replicas unset. Received: "
-                            f"replicas={self.replicas!r}")
+            raise DataError(
+                f"Centralized() trains one model on one worker: leave replicas unset. Received: "
+                f"replicas={self.replicas!r}"
+            )
         self.early = EarlyStopping.of(kw["early_stopping"])
         self._set_params(kw["compile"], kw["fit"])
         norm = kw["normalizing_const"]
@@ -213,6 +219,10 @@ class _Plan:
         x = kw["x"]  # plain columns may come joined by commas, as MADlib's independent_varname and --x do
         self.x = [c.strip() for c in x.split(",")] if isinstance(x, str) and "," in x else x
         self.y = kw["y"]
+        if self.y in self.features:
+            raise DataError(
+                f"y={self.y!r} is also a feature (x={self.x!r}): the label column cannot be an input of its model."
+            )
         self.progress = kw["progress"]
         self.checkpoint, self.resume = kw["checkpoint"], kw["resume"]
         if self.checkpoint is not None and (not isinstance(self.checkpoint, tuple) or len(self.checkpoint) != 3):
@@ -227,11 +237,12 @@ class _Plan:
             identifier(name, what="model")
             check_model_table(db, table)
         self.cache = check_cache(kw["cache"], kw["data"], self.strategy.centralized)
-        self._resolve_model(kw["model"], kw["initial_weights"])
+        # The tables first: a wrong name or column is refused in a second, before Keras builds the model.
         self.data, self.source_table = self._frame(kw["data"], "data")
         self.validation, self.validation_table = (None, None)
         if kw["validation"] is not None:
             self.validation, self.validation_table = self._frame(kw["validation"], "validation")
+        self._resolve_model(kw["model"], kw["initial_weights"])
         self.classes, self.label_type = label_classes(self.data, self.y)
         check_classes(self.classes, self.output_shape, str(self.compile_params.get("loss", "")), self.y)
         self.client = kw["client"]
@@ -337,13 +348,8 @@ class _Plan:
 
     def start_result(self) -> TrainingResult:
         if self.resume:
-            from ..models._model_store import load_result
-
-            db, table, name = self.checkpoint
-            try:
-                result = load_result(db, table, name)
-            except SchemaError:
-                result = None  # nothing saved yet: start from iteration 0
+            _, table, name = self.checkpoint
+            result = latest_readable(*self.checkpoint)
             if result is not None:
                 saved = [w.shape for w in result.weights]
                 if saved != [w.shape for w in self.initial_weights]:

@@ -1,4 +1,4 @@
-"""What a resumed fit does with the replicas' states of its checkpoint.
+"""What a resumed fit starts from: the checkpoint's newest readable version, and its replicas' states.
 
 - The same replicas (as many, with the same numbers): each continues from its own state,
   bitwise, as if the fit had not stopped.
@@ -15,10 +15,49 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, SchemaError
 from ..models._fit_state import ReplicaState
 
 logger = logging.getLogger("dasktrain")
+
+
+def latest_readable(db, table: str, name: str):
+    """The newest readable stored version of ``name``, as a ``TrainingResult``; None when none is saved yet.
+
+    A newest version that cannot be read is passed over for the one before it, with a warning. When
+    no saved version can be read, the fit stops: training afresh would prune versions a user may want.
+
+    >>> latest_readable(None, "models", "never_saved") is None  # doctest: +SKIP
+    True
+    """
+    from ..models._model_store import list_models, load_result
+
+    try:
+        versions = [m["version"] for m in list_models(db, table) if m["name"] == name]
+    except SchemaError:
+        versions = []  # no model table yet
+    if not versions:
+        logger.warning("fit: resume found no version of %r in %r: training from iteration 0", name, table)
+        return None
+    unreadable = []
+    for version in sorted(versions, reverse=True):
+        try:
+            result = load_result(db, table, name, version)
+        except (SchemaError, DataError) as exc:
+            unreadable.append(f"version {version}: {exc}")
+            continue
+        if unreadable:
+            logger.warning(
+                "fit: resuming %r from version %d, the newest that can be read (%s)",
+                name,
+                version,
+                "; ".join(unreadable),
+            )
+        return result
+    raise DataError(
+        f"Cannot resume {name!r} in {table!r}: no saved version can be read ({'; '.join(unreadable)}). "
+        f"Delete them (dasktrain.delete_model) to train afresh, or resume under another name."
+    )
 
 
 def resumed_states(client, result, ids: Sequence[int], strategy) -> dict:

@@ -100,7 +100,13 @@ class ConcatRows:
 
 
 def prepare_segment(
-    partition, x, y, input_shape: tuple, normalizing_const: float, output_shape=(), classes=None,
+    partition,
+    x,
+    y,
+    input_shape: tuple,
+    normalizing_const: float,
+    output_shape=(),
+    classes=None,
     folds: tuple | None = None,
 ) -> SegmentData:
     """Turn one partition into a segment shaped for the model (adds a channel axis if needed), at stored size.

@@ -326,8 +326,17 @@ class Training:
         for future, holder in zip(validation.futures, validation.holders, strict=True):
             by_worker.setdefault(holder, []).append(future)
         evals = [
-            client.submit(_evaluation.evaluate_segments, state, self.job, members, *futures, workers=[worker],
-                          allow_other_workers=True, pure=False, **validation.placed)  # fmt: skip
+            client.submit(
+                _evaluation.evaluate_segments,
+                state,
+                self.job,
+                members,
+                *futures,
+                workers=[worker],
+                allow_other_workers=True,
+                pure=False,
+                **validation.placed,
+            )  # fmt: skip
             for worker, futures in by_worker.items()
         ]
         total = tree_reduce(client, evals, _worker.merge)
@@ -373,4 +382,3 @@ class Training:
             return "No checkpoint was saved yet in this run."
         table, name, version = self.last_checkpoint
         return f"The last checkpoint is version {version} of {name!r} in {table!r}: continue with resume=True."
-
