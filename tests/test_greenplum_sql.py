@@ -91,6 +91,18 @@ def test_each_partition_reads_its_own_segment_near_its_host(greenplum, client):
     assert placements.workers[2] is None  # no worker on that host: any worker may read it
 
 
+def test_fewer_segments_than_workers_are_read_in_hash_shares_of_each_segment(greenplum):
+    """A 3-segment table on 7 training workers: 3 shares per segment, every row read once, on its segment."""
+    from dasktrain.io._read import plan_reads
+
+    reads = plan_reads(greenplum, "images", columns=["id"]).at_least(7)
+    assert len(reads.parts) == 9 and [s.gp_segment_id for s in reads.segments] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    parts = [reads.frame().partitions[k].compute()["id"] for k in range(9)]
+    assert sorted(i for p in parts for i in p) == list(range(300))
+    assert all(set(p % 3) <= {seg.gp_segment_id} for p, seg in zip(parts, reads.segments, strict=True))
+    assert all(len(p) > 10 for p in parts)  # the hash shares rows out, not all to one piece
+
+
 def test_loader_tables_are_distributed_by_id(greenplum, db):
     statements = create_table_sql(greenplum, TableName(None, "fm"), {"id": "bigint", "x": "bytea"}, 4)
     with db.cursor() as cur:
@@ -229,6 +241,19 @@ def test_a_persisted_direct_read_keeps_the_lock_past_its_frame(greenplum, segmen
     assert sorted(persisted.compute()["id"]) == list(range(300))
     held.close()
     assert _share_locks(db, f"{schema}.images") == 0
+
+
+def test_direct_reads_split_in_shares_stay_on_their_segments_under_the_lock(greenplum, segment_servers, db):
+    from dasktrain.io._read import plan_reads
+
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    reads = plan_reads(greenplum, "images", columns=["id"], direct=True).at_least(6)
+    assert len(reads.parts) == 6 and all(dsn is not None for _, _, dsn, _ in reads.parts)
+    assert reads.held is not None and _share_locks(db, f"{schema}.images") == 1
+    parts = [reads.frame().partitions[k].compute()["id"] for k in range(6)]
+    assert sorted(i for p in parts for i in p) == list(range(300))
+    assert [set(p % 3) for p in parts] == [{0}, {0}, {1}, {1}, {2}, {2}]  # each share on its own segment's server
+    reads.held.close()
 
 
 def test_direct_reads_placed_on_workers_release_the_lock_when_read(greenplum, segment_servers, db, client):

@@ -9,7 +9,7 @@ import pytest
 import loaders
 from dasktrain._names import TableName
 from dasktrain.io._database import Database
-from dasktrain.io._dialect import GREENPLUM, POSTGRESQL, Dialect
+from dasktrain.io._dialect import GREENPLUM, Dialect
 from dasktrain.io._read import SegmentReader, SegmentReads, plan_reads
 from dasktrain.io._segments import Segment, split_blocks
 
@@ -104,11 +104,11 @@ def test_a_view_is_read_whole_and_says_why(db, table_name, caplog):
 @pytest.mark.parametrize(
     "dialect, segment, part, why",
     [
-        (GREENPLUM, {"gp_segment_id": 0, "host": "sdw1"}, (None, None), "Greenplum and Cloudberry"),
-        (POSTGRESQL, {"host": None}, ("host=sdw1 port=6000", object()), "straight from their own servers"),
+        (GREENPLUM, {"gp_segment_id": 0, "host": "sdw1"}, (None, object()), "one endpoint per segment"),
+        (GREENPLUM, {"gp_segment_id": None, "host": None}, (None, None), "replicated, external or a view"),
     ],
 )
-def test_greenplum_segments_and_direct_reads_are_read_whole(caplog, dialect, segment, part, why):
+def test_retrieve_endpoints_and_replicated_tables_are_read_whole(caplog, dialect, segment, part, why):
     """Decided before any query: no server needed."""
     db = Database("host=nowhere", Dialect(dialect, 120012 if dialect == GREENPLUM else 160000))
     table = TableName(None, "images")
@@ -137,3 +137,15 @@ def test_block_ranges_split_into_half_open_pieces_that_cover_them_once():
         ((0, 3), 30, "t_seg2"), ((3, 6), 30, "t_seg2"), ((6, None), 30, "t_seg2"),
     ]  # fmt: skip
     assert leaf.split(1, 3) == [leaf]
+
+
+def test_a_greenplum_segment_shares_its_rows_by_a_hash_of_ctid(db):
+    seg = Segment(2, 10, "sdw1", TableName(None, "t"), gp_segment_id=2, address="sdw1", port=6002)
+    shares = seg.shares(3)
+    assert [s.share for s in shares] == [(0, 3), (1, 3), (2, 3)] and sum(s.rows for s in shares) == 10
+    assert {(s.gp_segment_id, s.host, s.port) for s in shares} == {(2, "sdw1", 6002)}  # read where it lies
+    assert seg.shares(1) == [seg]
+    with db.cursor() as cur:
+        whole, local = (shares[1].predicate(local=on).as_string(cur.connection) for on in (False, True))
+    assert whole == "gp_segment_id = 2 AND (hashtext(ctid::text) & 2147483647) % 3 = 1"
+    assert local == "(hashtext(ctid::text) & 2147483647) % 3 = 1"  # on its own server, every row is its own

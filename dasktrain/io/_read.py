@@ -479,7 +479,7 @@ def _parse_dims(dims: str | None) -> tuple[int, ...]:
 
 def _segment_query(prefix: sql.Composable, segment: Segment, where_sql, *, local: bool = False) -> sql.Composed:
     """The segment's COPY; ``local``: on the segment's own server, whose rows are all its own."""
-    conditions = [c for c in (None if local else segment.predicate(), where_sql) if c is not None]
+    conditions = [c for c in (segment.predicate(local=local), where_sql) if c is not None]
     select = prefix + segment.relation.sql
     if conditions:
         select += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)

@@ -56,6 +56,9 @@ class Segment:
         On a plain PostgreSQL table, the half-open range of disk blocks (open at the end).
     address, port : str and int, or None
         On Greenplum, where the segment's own server listens (for direct, utility-mode reads).
+    share : (int, int) or None
+        On Greenplum, ``(j, m)``: only the ``j``-th of ``m`` shares of the segment's rows, by a hash
+        of each row's ``ctid`` (see :meth:`shares`).
     """
 
     id: int
@@ -66,11 +69,28 @@ class Segment:
     blocks: tuple[int, int | None] | None = None
     address: str | None = None
     port: int | None = None
+    share: tuple[int, int] | None = None
 
-    def predicate(self) -> sql.Composable | None:
-        """The WHERE condition selecting this segment's rows of :attr:`relation`, or None."""
+    def predicate(self, local: bool = False) -> sql.Composable | None:
+        """The WHERE condition selecting this segment's rows of :attr:`relation`, or None.
+
+        ``local``: for a read on the segment's own server (Greenplum's utility mode), whose rows
+        are all this segment's.
+
+        >>> seg = Segment(0, 90, None, TableName(None, "t"), gp_segment_id=2, share=(1, 3))
+        >>> seg.predicate(local=True).as_string(None)  # doctest: +SKIP
+        '(hashtext(ctid::text) & 2147483647) % 3 = 1'
+        """
         if self.gp_segment_id is not None:
-            return sql.SQL("gp_segment_id = {}").format(sql.Literal(self.gp_segment_id))
+            conditions = [] if local else [sql.SQL("gp_segment_id = {}").format(sql.Literal(self.gp_segment_id))]
+            if self.share is not None:
+                j, m = self.share
+                # ctid is unique within a segment's relation and fixed under one snapshot; its hash shares
+                # the rows near evenly, whatever the table's columns (heap and append-optimized alike).
+                conditions.append(
+                    sql.SQL("(hashtext(ctid::text) & 2147483647) % {} = {}").format(sql.Literal(m), sql.Literal(j))
+                )
+            return sql.SQL(" AND ").join(conditions) if conditions else None
         if self.blocks is not None:
             start, stop = self.blocks
             lower = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
@@ -78,6 +98,23 @@ class Segment:
                 return lower
             return sql.SQL("{} AND ctid < {}::tid").format(lower, sql.Literal(f"({stop},0)"))
         return None
+
+    def shares(self, k: int) -> list[Segment]:
+        """This Greenplum segment as ``k`` reads, each of one share of its rows by a hash of ``ctid``.
+
+        Each share scans the whole segment and keeps its rows: ``k`` shares cost ``k`` scans of the
+        segment, on its own server. The pieces keep this segment's :attr:`id` (renumber them).
+
+        >>> seg = Segment(0, 90, "h", TableName(None, "t"), gp_segment_id=0)
+        >>> [(s.share, s.rows) for s in seg.shares(2)]
+        [((0, 2), 45), ((1, 2), 45)]
+        """
+        if k <= 1 or self.gp_segment_id is None:
+            return [self]
+        return [
+            dataclasses.replace(self, rows=self.rows * (j + 1) // k - self.rows * j // k, share=(j, k))
+            for j in range(k)
+        ]
 
     def split(self, pages: int, k: int) -> list[Segment]:
         """This segment as at most ``k`` block ranges of :attr:`relation`, which has ``pages`` blocks.

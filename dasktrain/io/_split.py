@@ -1,13 +1,21 @@
-"""More reads than segments: a PostgreSQL table's segments cut into block ranges, for idle workers.
+"""More reads than segments: a table's segments cut into pieces, for idle workers.
 
 Training wants at least one read per worker. A table with fewer segments than workers (a hash-
-partitioned table of 2 leaves on 4 workers, a plain table read as one block range) is cut again:
-each segment into block ranges of its relation (``ctid`` TID range scans, half-open, the last one
-open-ended), so every row is still read exactly once. The new reads keep the plan's reader (and
-with it its exported snapshot) and what it holds, so they see the table as the plan's reads would.
+partitioned table of 2 leaves on 4 workers, a plain table read as one block range, a table of a
+4-segment Greenplum on 8 GPUs) is cut again, so that every row is still read exactly once:
 
-Greenplum segments, views, foreign, replicated and external tables, and parallel retrieve cursor
-endpoints are read whole: there, a table has as many reads as it has segments.
+- PostgreSQL: each segment into block ranges of its relation (``ctid`` TID range scans, half-open,
+  the last one open-ended).
+- Greenplum: each segment into shares by a hash of ``ctid`` (``(hashtext(ctid::text) & 2147483647)
+  % m = j``). A row's ``ctid`` is fixed under one snapshot, so each row falls in exactly one share;
+  each share scans its whole segment (``m`` shares cost ``m`` scans), on the segment's own server
+  in utility mode or through the coordinator, as the plan's reads do.
+
+The new reads keep the plan's reader (and with it its exported snapshot, or its share lock in
+utility mode) and what it holds, so they see the table as the plan's reads would.
+
+Views, foreign, replicated and external tables, and parallel retrieve cursor endpoints (one per
+segment, fixed when the cursor is declared) are read whole.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ def at_least(reads: SegmentReads, n: int) -> SegmentReads:
     if len(reads.parts) >= n:
         return reads
     why = _whole(reads)
+    if why is None and _greenplum(reads):
+        k = math.ceil(n / len(reads.segments))
+        pieces = [(i, piece) for i, seg in enumerate(reads.segments) for piece in seg.shares(k)]
+        with reads.db.cursor() as cur:
+            return _assemble(reads, pieces, cur.connection)
     if why is None:
         k = math.ceil(n / len(reads.segments))
         with reads.db.cursor() as cur:
@@ -62,11 +75,16 @@ def _whole(reads: SegmentReads) -> str | None:
     """Why ``reads`` cannot be cut at all, or None."""
     if reads.db is None or reads.segment_query is None:
         return "the plan was made without its database"
-    if reads.db.dialect.distributed or any(seg.gp_segment_id is not None for seg in reads.segments):
-        return "Greenplum and Cloudberry segments are read whole"
-    if any(dsn is not None or endpoint is not None for _, _, dsn, endpoint in reads.parts):
-        return "segments read straight from their own servers are read whole"
+    if any(endpoint is not None for *_, endpoint in reads.parts):
+        return "a parallel retrieve cursor has one endpoint per segment"
+    if reads.db.dialect.distributed and not _greenplum(reads):
+        return "it is replicated, external or a view, read whole through the coordinator"
     return None
+
+
+def _greenplum(reads: SegmentReads) -> bool:
+    """Whether ``reads`` are of Greenplum segments (``gp_segment_id``), which are cut into hash shares."""
+    return all(seg.gp_segment_id is not None for seg in reads.segments)
 
 
 def _heap_pages(cur, relation: TableName, tid_range_scans: bool) -> int | None:
@@ -102,12 +120,17 @@ def _pages_in_use(cur, relation: TableName, pages: int) -> int:
 def _assemble(reads: SegmentReads, pieces: list[tuple[int, Segment]], conn) -> SegmentReads:
     """A new plan of ``reads``'s table: one read per piece, ``(index of its segment, piece)``, numbered anew."""
     segments = [dataclasses.replace(piece, id=k) for k, (_, piece) in enumerate(pieces)]
-    parts = [(k, reads.segment_query(seg).as_string(conn), None, None) for k, seg in enumerate(segments)]
+    dsns = [reads.parts[i][2] for i, _ in pieces]  # a utility-mode piece reads on its segment's own server
+    parts = [
+        (k, reads.segment_query(seg).as_string(conn), dsn, None)
+        for k, (seg, dsn) in enumerate(zip(segments, dsns, strict=True))
+    ]
     placements = reads.placements
     if placements is not None:  # a piece lives on its segment's host
         placements = type(placements)(placements.client, [placements.workers[i] for i, _ in pieces])
     reader = reads.reader
-    if reads.snapshot and reader.snapshot_id is None and len(reads.parts) == 1 and placements is None:
+    one_read = len(reads.parts) == 1 and placements is None and not reads.db.dialect.distributed
+    if reads.snapshot and reader.snapshot_id is None and one_read:
         # One read needs no shared snapshot, so the plan has none; its pieces do, or a row moved by a
         # concurrent UPDATE from one block range to another would be read twice or missed.
         reader = type(reader)(reader.dsn, reader.specs, reader.table, ExportedSnapshot.export(reads.db), reads.held)
