@@ -11,7 +11,8 @@ import dasktrain
 import loaders
 from dasktrain.errors import DataError
 from dasktrain.io import _disk
-from dasktrain.io._read import plan_reads, read_segment_to_disk
+from dasktrain.io._read import plan_reads
+from dasktrain.io._segment_reader import read_segment_to_disk
 from dasktrain.testing import wait_until
 from dasktrain.train._cache import choose_cache
 

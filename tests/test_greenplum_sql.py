@@ -424,5 +424,108 @@ def test_retrieved_rows_decode_to_what_a_binary_copy_decodes_to(db, table_name):
             np.testing.assert_array_equal(np.stack(dasktrain.to_arrays(copied, x=spec.name, y=None)[0]), got)
         else:
             np.testing.assert_array_equal(np.asarray(want.tolist(), dtype=got.dtype), got)
-    loaded = dasktrain.io._read._frame(columns, reads.specs)
+    loaded = dasktrain.io._segment_reader.frame_of(columns, reads.specs)
     assert list(loaded.columns) == list(copied.columns)
+
+
+# -- exact for every query, and for every role (issue 21) ---------------------------------------------
+
+
+def test_an_endpoints_state_is_its_own_segments_not_the_first_of_its_name(greenplum, retrieve_catalog, db):
+    """Every segment's endpoint of one cursor has the same name: segment 0 attached leaves 1 and 2 READY."""
+    from dasktrain.io._retrieve import Endpoint, endpoint_state
+
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.endpoints VALUES (0, 'h', 1, 'ds', 't', 'prc', 'c', 'ATTACHED'), "
+                "(1, 'h', 2, 'ds', 't', 'prc', 'c', 'READY'), (2, 'h', 3, 'ds', 't', 'prc', 'c', 'READY')"
+            ).format(sql.Identifier(retrieve_catalog))
+        )
+    endpoints = [Endpoint(k, "h", 1 + k, "ds", "t", "prc", retrieve_catalog) for k in range(3)]
+    assert [endpoint_state(greenplum.dsn, e) for e in endpoints] == ["ATTACHED", "READY", "READY"]
+
+
+def test_retrieve_sessions_write_floats_with_every_digit(db, table_name):
+    """Rows come to a retrieve session as text: at Greenplum 6's default extra_float_digits (0) a real
+    is rounded to 6 digits; the session's options set 3, which gives every value back bit for bit."""
+    import numpy as np
+
+    from dasktrain.io._retrieve import RETRIEVE_OPTIONS, Endpoint
+
+    assert "-c extra_float_digits=3" in Endpoint(0, "h", 1, "ds", "t", "e").dsn(db.dsn)
+    values = np.random.default_rng(0).random(200, dtype=np.float32)
+    with db.cursor() as cur:
+        cur.execute(sql.SQL("CREATE TABLE {} (v real[])").format(sql.Identifier(table_name)))
+        cur.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(table_name)), (values.tolist(),))
+    read = {}
+    for digits in (0, 3):
+        conn = psycopg2.connect(psycopg2.extensions.make_dsn(db.dsn, options=f"-c extra_float_digits={digits}"))
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT v::text FROM {}").format(sql.Identifier(table_name)))
+            read[digits] = np.array(cur.fetchone()[0].strip("{}").split(","), dtype=np.float32)
+        conn.close()
+    assert not np.array_equal(read[0], values)  # rounded: what Greenplum 6 sent before
+    assert np.array_equal(read[3], values) and RETRIEVE_OPTIONS.endswith("-c extra_float_digits=3")
+
+
+def test_a_held_transaction_is_rolled_back_before_its_connection_closes():
+    """Greenplum 6's coordinator, closed mid-transaction under an aborted retrieve cursor, refuses new
+    sessions until restarted; a ROLLBACK first avoids that (seen on a live server)."""
+    from dasktrain.io._snapshot import end_transaction
+
+    class Connection:  # what end_transaction is sent, in order
+        closed, calls = 0, []
+
+        def rollback(self):
+            self.calls.append("rollback")
+
+        def close(self):
+            self.calls.append("close")
+
+    conn = Connection()
+    end_transaction(conn)
+    assert conn.calls == ["rollback", "close"]
+
+
+def test_a_where_with_a_subquery_is_not_read_in_utility_mode(greenplum, segment_servers, caplog):
+    """Each segment would evaluate the subquery against its own slice of the other table."""
+    from dasktrain.io._direct import has_subquery
+
+    with greenplum.cursor() as cur:
+        cur.execute("CREATE TABLE sel AS SELECT g AS sel_id FROM generate_series(0, 299, 2) g")
+    where = "id IN (SELECT sel_id FROM sel) AND 'select' <> 'x'"
+    assert has_subquery(where) and not has_subquery("name = 'select' AND \"select\" > 1")
+    with caplog.at_level("INFO", logger="dasktrain"):
+        frame = dasktrain.read_table(greenplum, "images", columns=["id"], where=where)
+        assert sorted(frame.compute()["id"]) == list(range(0, 300, 2))
+    assert "read through the coordinator" in caplog.text
+    with pytest.raises(dasktrain.errors.DataError, match="cannot read a where= with a subquery exactly"):
+        dasktrain.read_table(greenplum, "images", where=where, direct="utility")
+    assert len(dasktrain.read_table(greenplum, "images", ["id"], where="id < 10", direct="utility").compute()) == 10
+
+
+def test_a_role_with_only_select_reads_with_the_defaults(greenplum, segment_servers, db, caplog):
+    """LOCK TABLE ... IN SHARE MODE needs UPDATE, DELETE or TRUNCATE: "auto" reads another way, and says so."""
+    role = f"analyst_{uuid.uuid4().hex[:6]}"
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    with db.cursor() as cur:
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        for owned in [schema, *segment_servers]:
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {0} TO {1}; GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1}")
+                        .format(sql.Identifier(owned), sql.Identifier(role)))  # fmt: skip
+    analyst = Database(psycopg2.extensions.make_dsn(greenplum.dsn, user=role), greenplum.dialect)
+    try:
+        with caplog.at_level("INFO", logger="dasktrain"):
+            frame = dasktrain.read_table(analyst, "images", columns=["id"])
+            assert sorted(frame.compute()["id"]) == list(range(300))
+        assert "no share lock for utility mode" in caplog.text and "read through the coordinator" in caplog.text
+        with pytest.raises(dasktrain.errors.DatabaseConnectionError, match="needs UPDATE, DELETE or TRUNCATE"):
+            dasktrain.read_table(analyst, "images", direct="utility")
+    finally:
+        del frame
+        with db.cursor() as cur:
+            for owned in [schema, *segment_servers]:
+                revoke = "REVOKE ALL ON ALL TABLES IN SCHEMA {0} FROM {1}; REVOKE ALL ON SCHEMA {0} FROM {1}"
+                cur.execute(sql.SQL(revoke).format(sql.Identifier(owned), sql.Identifier(role)))
+            cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

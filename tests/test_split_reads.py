@@ -10,7 +10,8 @@ import loaders
 from dasktrain._names import TableName
 from dasktrain.io._database import Database
 from dasktrain.io._dialect import GREENPLUM, Dialect
-from dasktrain.io._read import SegmentReader, SegmentReads, plan_reads
+from dasktrain.io._read import SegmentReads, plan_reads
+from dasktrain.io._segment_reader import SegmentReader
 from dasktrain.io._segments import Segment, split_blocks
 
 

@@ -9,25 +9,34 @@ Utility mode has no distributed snapshot. So while the segments are read, a tran
 coordinator holds ``LOCK TABLE ... IN SHARE MODE``: writers wait until the frame is released
 (readers do not), and every segment sees the table as it was when the read began. The lock is
 held while the dask DataFrame from :func:`dasktrain.read_table` is alive, and two minutes more
-(a persisted frame drops its graph before the workers read), like the exported snapshot.
+(a persisted frame drops its graph before the workers read), like the exported snapshot; reads
+placed on workers (and so a fit's) release it as soon as the last segment is read.
 
-Where the catalog has parallel retrieve cursors (:mod:`._retrieve`), they are preferred: one
-distributed snapshot, and writers are not blocked.
+Which way ``direct="auto"`` (and True) reads, in order, logged at INFO:
 
-``pg_hba.conf`` may refuse utility connections. ``direct="auto"`` then reads through the
-coordinator and says so once; ``direct=True`` raises an error that names the segment.
+1. *Utility mode*, the fastest (rows come as binary COPY), when the segments accept utility
+   connections, the role may take the share lock (``UPDATE``, ``DELETE`` or ``TRUNCATE`` on the
+   table: a role with only ``SELECT`` may not), and ``where=`` has no subquery (in utility mode each
+   segment would evaluate it against its own slice of the other table).
+2. A *parallel retrieve cursor* (:mod:`._retrieve`), where the catalog has them: one distributed
+   snapshot, exact for any query, only ``SELECT`` needed, writers not blocked; rows come as text.
+3. The coordinator, ``WHERE gp_segment_id = k``.
+
+``pg_hba.conf`` may refuse utility connections. ``direct="auto"`` then says so once and goes on
+down the list; ``direct="utility"`` raises an error that names the segment and the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import psycopg2
 from psycopg2 import sql
 
 from .._names import TableName
-from ..errors import DatabaseConnectionError
+from ..errors import DatabaseConnectionError, DataError
 from ._database import redact_dsn, redact_text
 from ._retrieve import RetrieveCursor, retrieve_schema
 from ._retry import reason
@@ -84,6 +93,11 @@ def refused_error(dsn: str, segment: Segment, why: str, direct=True) -> Database
 
 
 DIRECT = ("auto", True, False, "retrieve", "utility")
+WAYS = {
+    "utility": "straight from each segment in utility mode",
+    "retrieve": "from each segment's endpoint of a parallel retrieve cursor",
+    "coordinator": "through the coordinator",
+}
 
 
 @dataclass(frozen=True)
@@ -96,24 +110,44 @@ class Route:
     schema: str | None = None
 
 
-def plan(db, parts: list[Segment], direct, *, retrieve: bool = True) -> Route | None:
+def plan(db, parts: list[Segment], direct, *, where=None, retrieve: bool = True, utility: bool = True) -> Route | None:
     """How to read ``parts`` straight from the segments, or None to read through the coordinator.
 
-    ``"auto"`` and True prefer a parallel retrieve cursor where the catalog has one, then utility
-    mode; ``"retrieve"`` and ``"utility"`` ask for one of them. What is refused falls back to the
-    coordinator with "auto" (said once) and is an error otherwise.
+    ``"auto"`` and True try utility mode, then a parallel retrieve cursor (see the module's
+    docstring); ``"utility"`` and ``"retrieve"`` ask for one of them. What is refused falls back
+    with "auto" (said once) and is an error otherwise. ``where``: the read's ``where=``; a
+    subquery in it rules utility mode out. ``retrieve``/``utility`` False: that way was refused.
 
     >>> plan(db, dasktrain.segments(db, "images"), "auto")  # doctest: +SKIP
-    Route(kind='retrieve', dsns=None, schema='pg_catalog')
+    Route(kind='utility', dsns=[...], schema=None)
     """
     if direct not in DIRECT:
         raise ValueError(f"Expected direct='auto', True, False, 'retrieve' or 'utility'. Received: direct={direct!r}")
     if direct is False or not db.dialect.distributed or any(p.gp_segment_id is None for p in parts):
         return None  # PostgreSQL, or a table read whole (replicated, a view): nothing to read directly
+    refused = None  # why utility mode cannot read, when direct=True must say why nothing could
+    if utility and direct != "retrieve":
+        if has_subquery(where):
+            if direct == "utility":
+                raise DataError(
+                    "direct='utility' cannot read a where= with a subquery exactly: each segment would evaluate it "
+                    "against only its own rows of the other table. Use direct='auto' (a parallel retrieve cursor "
+                    "or the coordinator), or direct=False."
+                )
+        else:
+            missing = next((p for p in parts if not p.port), None)
+            why = "gp_segment_configuration gives no port" if missing else probe(db.dsn, parts[0], db.dialect)
+            if why is None:
+                return Route("utility", dsns=[segment_dsn(db.dsn, p, db.dialect) for p in parts])
+            refused = refused_error(db.dsn, missing or parts[0], why, direct)
+            if direct == "utility":
+                raise refused
     if retrieve and direct != "utility":
         with db.cursor() as cur:
             schema = retrieve_schema(cur)
         if schema is not None:
+            if refused is not None:
+                fall_back_once(db.dsn, why, "a parallel retrieve cursor")
             return Route("retrieve", schema=schema)
         if direct == "retrieve":
             raise DatabaseConnectionError(
@@ -121,17 +155,50 @@ def plan(db, parts: list[Segment], direct, *, retrieve: bool = True) -> Route | 
                 "its catalog). On Greenplum 6, run CREATE EXTENSION gp_parallel_retrieve_cursor; or use "
                 "direct='utility' or direct=False."
             )
-    missing = next((p for p in parts if not p.port), None)
-    why = "gp_segment_configuration gives no port" if missing else probe(db.dsn, parts[0], db.dialect)
-    if why is None:
-        return Route("utility", dsns=[segment_dsn(db.dsn, p, db.dialect) for p in parts])
-    if direct is not True and direct != "utility":
-        fall_back_once(db.dsn, why)
-        return None
-    raise refused_error(db.dsn, missing or parts[0], why, direct)
+    if refused is not None and direct is not True:
+        fall_back_once(db.dsn, why, "the coordinator")
+    if direct is True:
+        raise refused or DatabaseConnectionError(
+            "direct=True, but neither utility mode nor a parallel retrieve cursor can read this table here: "
+            "use direct='auto' to read through the coordinator."
+        )
+    return None
 
 
-def declare_or_fall_back(db, route: Route, parts: list[Segment], direct, select):
+_SQL_TEXT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$", re.S)
+
+
+def has_subquery(where) -> bool:
+    """Whether a ``where=`` string runs a query of its own (``SELECT`` outside quotes and literals).
+
+    >>> has_subquery("id IN (SELECT sel_id FROM sel)"), has_subquery("name = 'select me'"), has_subquery({"y": 1})
+    (True, False, False)
+    """
+    if not isinstance(where, str):
+        return False  # a mapping of column values is per row
+    return re.search(r"\bselect\b", _SQL_TEXT.sub(" ", where), re.I) is not None
+
+
+def lock_or_fall_back(db, table: TableName, route: Route, parts: list[Segment], direct, where):
+    """``(the share lock utility mode needs, route)``; where the role may not take it, the next way, said at INFO.
+
+    >>> held, route = lock_or_fall_back(db, TableName(None, "images"), route, parts, "auto", None)  # doctest: +SKIP
+    """
+    try:
+        return ShareLock.take(db, table), route
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        why = redact_text(reason(exc), db.dsn)
+        if direct == "utility":
+            raise DatabaseConnectionError(
+                f"direct='utility' reads under LOCK TABLE {str(table)!r} IN SHARE MODE, which this role may not take "
+                f"({why}): it needs UPDATE, DELETE or TRUNCATE on the table. Use direct='auto' to read with SELECT "
+                f"alone (a parallel retrieve cursor, or the coordinator)."
+            ) from None
+        logger.info("read_table: %s: no share lock for utility mode (%s); reading another way", table, why)
+        return None, plan(db, parts, direct, where=where, utility=False)
+
+
+def declare_or_fall_back(db, route: Route, parts: list[Segment], direct, select, where=None):
     """Declare the parallel retrieve cursor for ``select``; if the server refuses, the next route (or an error)."""
     try:
         return RetrieveCursor.declare(db, route.schema, select), route
@@ -142,8 +209,8 @@ def declare_or_fall_back(db, route: Route, parts: list[Segment], direct, select)
         key = ("cursor", redact_dsn(db.dsn))
         if key not in _said_once:
             _said_once.add(key)
-            logger.warning("read_table: the server refused a parallel retrieve cursor (%s); trying utility mode", why)
-        return None, plan(db, parts, direct, retrieve=False)
+            logger.warning("read_table: the server refused a parallel retrieve cursor (%s); reading another way", why)
+        return None, plan(db, parts, direct, where=where, retrieve=False, utility=False)
 
 
 class ShareLock(HeldTransaction):
@@ -167,13 +234,14 @@ class ShareLock(HeldTransaction):
 _said_once: set = set()
 
 
-def fall_back_once(dsn: str, why: str) -> None:
-    """Say (once per database) that direct reads were refused and the coordinator is used instead."""
+def fall_back_once(dsn: str, why: str, instead: str) -> None:
+    """Say (once per database) that utility-mode reads were refused, and which way is used ``instead``."""
     key = redact_dsn(dsn)
     if key not in _said_once:
         _said_once.add(key)
         logger.warning(
-            "read_table: the segments refused a direct (utility-mode) connection (%s); reading through the "
-            "coordinator instead. Allow utility connections in pg_hba.conf for faster reads.",
+            "read_table: the segments refused a direct (utility-mode) connection (%s); reading through %s "
+            "instead. Allow utility connections in pg_hba.conf for faster reads.",
             why,
+            instead,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import uuid
@@ -12,21 +11,18 @@ from functools import partial
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-import psycopg2
-import pyarrow as pa
 from psycopg2 import sql
 
 from .._names import TableName, identifier
 from ..errors import DataError, SchemaError
-from . import _direct, _disk, _pgbinary, _retrieve, _split
+from . import _direct, _pgbinary, _split
 from ._catalog import array_metadata, table_info
-from ._columns import ARRAY, BYTES, TENSOR, TEXT, ColumnSpec, spec_from_catalog
-from ._database import Database, connect, open_connection, redact_text, transaction
+from ._columns import ARRAY, ColumnSpec, spec_from_catalog
+from ._database import Database, connect
 from ._retrieve import RetrieveCursor
-from ._retry import reason, retrying
+from ._segment_reader import SegmentReader, frame_of
 from ._segments import Segment, list_segments, workers_by_host
-from ._snapshot import ExportedSnapshot, use_snapshot
-from ._tensor_column import tensor_series
+from ._snapshot import ExportedSnapshot
 
 Where = str | Mapping[str, object] | None
 logger = logging.getLogger("dasktrain")
@@ -74,14 +70,14 @@ def read_table(
         does and as PostgreSQL does where it cannot export snapshots (a hot standby).
     direct : "auto", True, False, "retrieve" or "utility", default "auto"
         Greenplum and Cloudberry: read each segment straight from its own server, not through the
-        coordinator. Where the catalog has parallel retrieve cursors, each segment retrieves its
-        endpoint of one cursor (one distributed snapshot; writers are not blocked); otherwise each
-        opens a utility-mode connection to the host and port in ``gp_segment_configuration``
-        while the coordinator holds ``LOCK TABLE ... IN SHARE MODE`` for as long as the frame is
-        alive (writers wait; readers do not). "auto" falls back when the server refuses (to
-        utility mode, then to the coordinator), saying so once; True makes a refusal an error;
-        "retrieve" and "utility" ask for one way. Ignored on PostgreSQL, and for replicated
-        tables and views.
+        coordinator. "auto" and True try, in order: utility mode (a utility-mode connection to
+        each segment's host and port while the coordinator holds ``LOCK TABLE ... IN SHARE
+        MODE``, writers waiting until the segments are read; the fastest; not for a role with
+        only SELECT, nor for a ``where=`` with a subquery), then a parallel retrieve cursor (one
+        distributed snapshot, exact for any query; writers are not blocked; rows come as text).
+        "auto" then falls back to the coordinator, saying why once; True makes that an error;
+        "retrieve" and "utility" ask for one way. The way taken is logged at INFO. Ignored on
+        PostgreSQL, and for replicated tables and views.
     client : distributed.Client, optional
         Used on Greenplum to read each segment on a worker of the segment's host.
         Default: the current client, if any.
@@ -184,17 +180,20 @@ def plan_reads(
         shapes = _first_row_shapes(cur, name, specs, where_sql, where)
         query_prefix = sql.SQL("SELECT {} FROM ").format(sql.SQL(", ").join(s.select_sql() for s in specs))
         segments = list_segments(cur, db.dialect, info, npartitions)
-        route = _direct.plan(db, segments, direct)
+        route = _direct.plan(db, segments, direct, where=where)
         held = None
+        if route is not None and route.kind == "utility":
+            held, route = _direct.lock_or_fall_back(db, name, route, segments, direct, where)
         if route is not None and route.kind == "retrieve":
             held, route = _direct.declare_or_fall_back(
-                db, route, segments, direct, _select(query_prefix, name, where_sql)
+                db, route, segments, direct, _select(query_prefix, name, where_sql), where
             )
         local = route is not None and route.kind == "utility"
         segment_query = partial(_segment_query, query_prefix, where_sql=where_sql, local=local)
         queries = [segment_query(seg).as_string(cur.connection) for seg in segments]
-    if local:
-        held = _direct.ShareLock.take(db, name)
+    if db.dialect.distributed:
+        way = route.kind if route is not None else "coordinator"
+        logger.info("read_table: %s: %d segment(s), read %s", name, len(segments), _direct.WAYS[way])
     parts = [(k, query, route.dsns[k] if local else None, None) for k, query in enumerate(queries)]
     if isinstance(held, RetrieveCursor):  # each segment's endpoint; a segment without one reads via the coordinator
         endpoints = held.endpoints
@@ -234,177 +233,9 @@ def _release_when_done(futures: list, held) -> None:
         future.add_done_callback(done)
 
 
-class SegmentReader:
-    """Reads one segment of a table: a picklable callable sent to the workers.
-
-    It carries the exported snapshot's id; in the client process it also keeps the snapshot
-    itself alive, so every segment of the frame (re-read after a worker loss too) sees the same
-    data while the frame exists.
-    """
-
-    def __init__(
-        self, dsn: str, specs: Sequence[ColumnSpec], table: str, snapshot: ExportedSnapshot | None = None, held=None
-    ):
-        self.dsn, self.specs, self.table = dsn, list(specs), table
-        self.snapshot_id = snapshot.id if snapshot is not None else None
-        self._snapshot = snapshot  # client side only: not pickled
-        self._held = held  # client side only: a lock on the coordinator held while the frame lives
-
-    def __reduce__(self):
-        return SegmentReader._on_worker, (self.dsn, self.specs, self.table, self.snapshot_id)
-
-    @staticmethod
-    def _on_worker(dsn, specs, table, snapshot_id) -> SegmentReader:
-        reader = SegmentReader(dsn, specs, table)
-        reader.snapshot_id = snapshot_id
-        return reader
-
-    def __dask_tokenize__(self):
-        return (type(self).__name__, self.table, self.snapshot_id, id(self))
-
-    def __call__(self, part: tuple, read_id: str | None = None) -> pd.DataFrame:
-        """Read segment ``part = (k, COPY statement, its own DSN or None, endpoint or None)``.
-
-        ``read_id`` only makes task keys unique.
-        """
-        segment, query, dsn, endpoint = part
-        label = f"segment {segment}"
-        if endpoint is not None:
-            columns = self._retrieved(endpoint, dsn, label)
-            if columns is not None:
-                return _frame(columns, self.specs)
-            dsn = None
-        return read_segment(query, dsn or self.dsn, self.specs, snapshot=self.snapshot_id, label=label)
-
-    def to_disk(self, part: tuple, features: Sequence[str]):
-        """Read segment ``part`` with its ``features`` columns streamed to this worker's disk."""
-        segment, query, dsn, endpoint = part
-        label = f"segment {segment}"
-        if endpoint is not None:
-            sink = _disk.ColumnsToDisk(self.specs, features, _disk.segment_file(_disk.cache_directory()), label)
-            if self._retrieved(endpoint, dsn, label, sink.add) is not None:
-                return sink.finish()
-            sink.abort()
-            dsn = None
-        return read_segment_to_disk(
-            query, dsn or self.dsn, self.specs, features, snapshot=self.snapshot_id, label=label
-        )
-
-    def _retrieved(self, endpoint: _retrieve.Endpoint, dsn: str, label: str, each=None):
-        """The segment's columns from its parallel retrieve cursor endpoint; None if it cannot serve them.
-
-        An endpoint serves its rows once: a segment read again (its worker was lost), or after the
-        cursor is gone (the frame outlived its grace period), is read through the coordinator.
-        """
-        try:
-            state = _retrieve.endpoint_state(self.dsn, endpoint)
-            if state == "READY":
-                return _retrieve.retrieve_segment(endpoint.name, dsn, self.specs, each=each)
-            why = f"its state is {state}" if state else "the cursor is closed"
-        except psycopg2.Error as exc:
-            why = redact_text(reason(exc), self.dsn)
-        logger.warning(
-            "%s: its parallel retrieve cursor endpoint cannot serve it (%s); reading it through the coordinator, "
-            "in a snapshot of its own",
-            label,
-            why,
-        )
-        return None
-
-
-def read_segment(
-    query: str, dsn: str, specs: Sequence[ColumnSpec], *, snapshot: str | None = None, label: str = "a segment"
-) -> pd.DataFrame:
-    """Run one segment's binary COPY and decode it into a pandas DataFrame (runs on a worker).
-
-    A broken connection (a server restart, a terminated backend) is retried with backoff; the
-    error that remains is a :class:`~dasktrain.errors.ConnectionLostError` with the server's reason.
-    """
-
-    def attempt() -> io.BytesIO:
-        buffer = io.BytesIO()
-        _copy(query, dsn, buffer, snapshot, label)
-        return buffer
-
-    buffer = retrying(f"Reading {label}", attempt)
-    return _frame(_pgbinary.decode(buffer.getbuffer(), specs), specs)
-
-
-def _copy(query: str, dsn: str, sink, snapshot: str | None, label: str) -> None:
-    """Run one COPY ... TO STDOUT into ``sink`` (anything with ``write``), in the read's snapshot if it has one."""
-    conn = open_connection(dsn)
-    try:
-        if snapshot is not None and not use_snapshot(conn, snapshot):
-            logger.warning("%s: the read's shared snapshot is gone; reading it with a snapshot of its own", label)
-        with transaction(conn) as cur:
-            cur.copy_expert(query, sink)
-    finally:
-        conn.close()
-
-
-def read_segment_to_disk(
-    query: str,
-    dsn: str,
-    specs: Sequence[ColumnSpec],
-    features: Sequence[str],
-    *,
-    snapshot: str | None = None,
-    label: str = "a segment",
-    directory: str | None = None,
-) -> tuple[_disk.DiskArray, dict[str, np.ndarray]]:
-    """Stream one segment's binary COPY to disk: the ``features`` columns into a file, the rest in memory.
-
-    At most :data:`~dasktrain.io._disk.CHUNK_BYTES` of the segment are in memory at once.
-    """
-    directory = _disk.cache_directory(directory)
-
-    def attempt():
-        sink = _disk.CopyToDisk(specs, features, _disk.segment_file(directory), label)
-        try:
-            _copy(query, dsn, sink, snapshot, label)
-            return sink.finish()
-        except BaseException:
-            sink.abort()
-            raise
-
-    features_on_disk, kept = retrying(f"Reading {label}", attempt)
-    for spec in specs:
-        if (
-            spec.kind == ARRAY
-            and spec.name in features
-            and len(features_on_disk)
-            and features_on_disk.shape[1:] != spec.shape
-        ):
-            raise DataError(
-                f"Column {spec.name!r} holds arrays of shape {features_on_disk.shape[1:]} in one segment but "
-                f"{spec.shape} in another: ragged arrays cannot form one tensor."
-            )
-    return features_on_disk, kept
-
-
-def _frame(columns: dict[str, np.ndarray], specs: Sequence[ColumnSpec]) -> pd.DataFrame:
-    data = {}
-    for spec in specs:
-        values = columns[spec.name]
-        if spec.kind in (ARRAY, TENSOR):
-            if values.shape[1:] != spec.shape and len(values):
-                raise DataError(
-                    f"Column {spec.name!r} holds arrays of shape {values.shape[1:]} in one segment but "
-                    f"{spec.shape} in another: ragged arrays cannot form one tensor."
-                )
-            data[spec.name] = tensor_series(values.reshape(len(values), *spec.shape), spec.name)
-        elif spec.kind == BYTES:
-            data[spec.name] = pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, pa.binary())))
-        elif spec.kind == TEXT:
-            data[spec.name] = pd.Series(values, dtype=object)
-        else:
-            data[spec.name] = values
-    return pd.DataFrame(data)
-
-
 def _meta(specs: Sequence[ColumnSpec]) -> pd.DataFrame:
     empty = {spec.name: _pgbinary.empty_column(spec) for spec in specs}
-    return _frame(empty, specs)
+    return frame_of(empty, specs)
 
 
 def _with_shape(spec: ColumnSpec, shape: tuple[int, ...] | None) -> ColumnSpec:

@@ -32,6 +32,9 @@ logger = logging.getLogger("dasktrain")
 #: Rows per RETRIEVE: what a retrieve session holds as Python objects at once.
 RETRIEVE_ROWS = 20_000
 
+#: A retrieve session's options: the session itself, and floats written exactly as text.
+RETRIEVE_OPTIONS = "-c gp_retrieve_conn=true -c extra_float_digits=3"
+
 
 def retrieve_schema(cur) -> str | None:
     """The schema of ``gp_get_endpoints()`` when this server has parallel retrieve cursors, else None."""
@@ -58,12 +61,16 @@ class Endpoint:
     def dsn(self, dsn: str) -> str:
         """``dsn`` turned into this endpoint's retrieve session (the user's other options kept).
 
+        Rows come as text: ``extra_float_digits=3`` makes the server write every float with the digits
+        that give it back bit for bit (its default, 0, rounds ``real`` to 6 significant digits).
+
         >>> e = Endpoint(1, "sdw2", 6001, "ds", "tk0123", "prc1_2")
-        >>> e.dsn("host=mdw dbname=prod user=ds password=secret")
-        "user=ds password=tk0123 dbname=prod host=sdw2 port=6001 options='-c gp_retrieve_conn=true'"
+        >>> e.dsn("host=mdw dbname=prod user=ds password=secret")  # doctest: +NORMALIZE_WHITESPACE
+        "user=ds password=tk0123 dbname=prod host=sdw2 port=6001
+         options='-c gp_retrieve_conn=true -c extra_float_digits=3'"
         """
         given = psycopg2.extensions.parse_dsn(dsn)
-        options = " ".join(o for o in (given.get("options"), "-c gp_retrieve_conn=true") if o)
+        options = " ".join(o for o in (given.get("options"), RETRIEVE_OPTIONS) if o)
         return psycopg2.extensions.make_dsn(
             dsn, host=self.host, port=self.port, user=self.user, password=self.token, options=options
         )
@@ -122,11 +129,12 @@ def endpoint_state(coordinator_dsn: str, endpoint: Endpoint) -> str | None:
     conn = psycopg2.connect(coordinator_dsn)
     try:
         with conn.cursor() as cur:
+            # Every segment's endpoint of a cursor has the same name: the segment tells them apart.
             cur.execute(
-                sql.SQL("SELECT state FROM {}.gp_get_endpoints() WHERE endpointname = %s").format(
-                    sql.Identifier(endpoint.schema)
-                ),
-                (endpoint.name,),
+                sql.SQL(
+                    "SELECT state FROM {}.gp_get_endpoints() WHERE endpointname = %s AND gp_segment_id = %s"
+                ).format(sql.Identifier(endpoint.schema)),
+                (endpoint.name, endpoint.gp_segment_id),
             )
             row = cur.fetchone()
     finally:

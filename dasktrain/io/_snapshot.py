@@ -40,7 +40,7 @@ class HeldTransaction:
     def close(self) -> None:
         """End the transaction now."""
         self._close.detach()
-        self._conn.close()
+        end_transaction(self._conn)
 
 
 class ExportedSnapshot(HeldTransaction):
@@ -72,9 +72,26 @@ class ExportedSnapshot(HeldTransaction):
             return None
 
 
+def end_transaction(conn) -> None:
+    """Roll back ``conn``'s open transaction, then close it.
+
+    A connection closed in mid-transaction ends it too, but not always cleanly: Greenplum 6's
+    coordinator, closed under a parallel retrieve cursor whose endpoints were aborted, logs
+    ``FATAL ... Endpoint retrieve session is quitting`` and accepts no new session until restarted.
+    An explicit ROLLBACK first avoids that.
+    """
+    try:
+        if not conn.closed:
+            conn.rollback()
+    except psycopg2.Error:
+        pass  # the server is gone or the session broken: closing is all that is left
+    finally:
+        conn.close()
+
+
 def _close_later(conn, seconds: float) -> None:
-    """Close ``conn`` after ``seconds``, in a daemon thread (at exit, the process closes it anyway)."""
-    timer = threading.Timer(seconds, conn.close)
+    """End ``conn``'s transaction after ``seconds``, in a daemon thread (at exit, the process closes it anyway)."""
+    timer = threading.Timer(seconds, end_transaction, (conn,))
     timer.daemon = True
     timer.start()
 
