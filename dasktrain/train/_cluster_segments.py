@@ -52,7 +52,7 @@ class ClusterSegments:
                 )  # fmt: skip
                 for k, part in enumerate(source.parts)
             ]
-            return cls._checked(client, prepared, plan, role, placed, on_disk=True)
+            return _released(source, cls._checked(client, prepared, plan, role, placed, on_disk=True))
         frame = source if isinstance(source, dd.DataFrame) else source.frame()
         if plan.strategy.centralized:
             frame = frame.repartition(npartitions=1)
@@ -62,7 +62,7 @@ class ClusterSegments:
             for p in partitions
         ]
         del partitions  # the prepared futures keep their lineage: a lost one is read again
-        return cls._checked(client, prepared, plan, role, placed)
+        return _released(source, cls._checked(client, prepared, plan, role, placed))
 
     @classmethod
     def _checked(cls, client, prepared: list, plan, role: str, placed: dict, on_disk: bool = False) -> ClusterSegments:
@@ -132,3 +132,17 @@ def planned_reads(source):
 def _near(workers: list[str] | None) -> dict:
     """Task options that read a segment on a worker of its host, where known."""
     return {"workers": workers, "allow_other_workers": True} if workers else {}
+
+
+def _released(source, segments: ClusterSegments) -> ClusterSegments:
+    """``segments``, once the read's lock or cursor (Greenplum's utility mode, a retrieve cursor) is let go.
+
+    A read needs one state of the table while its segments are read, not after: once every
+    segment is on a worker, writers need not wait for the rest of the fit. A segment read again
+    after a worker is lost then sees the table as it is at that moment.
+    """
+    held = getattr(source, "held", None)
+    if held is not None:
+        held.close()
+    return segments
+
