@@ -529,3 +529,16 @@ def test_a_role_with_only_select_reads_with_the_defaults(greenplum, segment_serv
                 revoke = "REVOKE ALL ON ALL TABLES IN SCHEMA {0} FROM {1}; REVOKE ALL ON SCHEMA {0} FROM {1}"
                 cur.execute(sql.SQL(revoke).format(sql.Identifier(owned), sql.Identifier(role)))
             cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_fit_lets_writers_in_once_its_segments_are_read(greenplum, segment_servers, db, client, monkeypatch):
+    """Utility mode locks the table while its segments are read; a fit needs no more than that."""
+    import keras
+
+    monkeypatch.setattr("dasktrain.io._read._placements", lambda parts, client: None)  # the lazy path: held longest
+    schema = psycopg2.extensions.parse_dsn(greenplum.dsn)["options"].split("=")[1].split(",")[0]
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    result = dasktrain.fit("images", model, x="x", y="id", compile={"loss": "mse", "optimizer": "adam"},
+                           iterations=2, db=greenplum, client=client, progress=False)  # fmt: skip
+    assert result.num_rows == 300
+    assert _share_locks(db, f"{schema}.images") == 0  # before: held until the frame went, and two minutes more
