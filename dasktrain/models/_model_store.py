@@ -4,7 +4,8 @@
 flattened and concatenated, float32) and ``model_arch json``, as MADlib's ``madlib_keras_fit``
 writes them. ``<table>_summary`` holds MADlib's summary fields for each (name, version), plus our
 ``version``, ``status`` and ``strategy``. Saving under an existing name adds the next version;
-nothing is overwritten.
+nothing is overwritten, and no version number is given twice (``<table>_versions`` keeps each
+name's highest, see :mod:`._model_versions`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,30 @@ from psycopg2 import sql
 
 from .._model_spec import flatten_weights, unflatten_weights, weight_shapes
 from .._names import TableName, identifier
-from .._params import COMPILE_KEYS, FIT_KEYS, parse_params
+from .._params import COMPILE_KEYS, FIT_KEYS, bounded_repr, parse_params
 from .._version import __version__ as _version
-from ..errors import SchemaError
-from ..io._catalog import SUMMARY_SUFFIX, exists, regclass_text, table_info
+from ..errors import DasktrainError, DataError, SchemaError
+from ..io._catalog import table_info
 from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 from ..io._retry import retrying
+from ._model_versions import (
+    check_model_table,
+    delete_model,
+    list_models,
+    model_summary,
+    model_tables,
+    next_version,
+    resolve_version,
+    summary_row,
+)
 from ._result import TrainingResult, ensemble_model
 from ._state_table import delete_states, read_states, write_states
+
+__all__ = [
+    "CHECKPOINT", "FINAL", "check_model_table", "delete_model", "list_models", "load_members", "load_model",
+    "load_result", "model_summary", "save_model", "summary_row",
+]  # fmt: skip
 
 FINAL, CHECKPOINT = "final", "checkpoint"
 
@@ -52,42 +68,6 @@ def format_params(params: dict) -> str:
     "loss='mse', metrics=['mae']"
     """
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
-
-
-def _tables(name: str) -> tuple[TableName, TableName]:
-    table = TableName.parse(name)
-    return table, table.sibling(SUMMARY_SUFFIX)
-
-
-_MODEL_COLUMNS = {"name", "version", "member", "model_weights", "model_arch"}
-_KEY_SUMMARY_COLUMNS = {"name", "version", "status", "members", "history", "compile_params"}
-
-
-def check_model_table(db: Database | str | None, table: str) -> None:
-    """Refuse, before any training, a model table that exists but is not one, or cannot be written.
-
-    >>> check_model_table(None, "models")  # doctest: +SKIP
-    """
-    db = connect(db)
-    table_name, summary = _tables(table)
-    with db.cursor() as cur:
-        for name, needed, what in ((table_name, _MODEL_COLUMNS, "model"), (summary, _KEY_SUMMARY_COLUMNS, "summary")):
-            if not exists(cur, name):
-                continue
-            missing = sorted(needed - set(table_info(cur, name).columns))
-            if missing:
-                raise SchemaError(
-                    f"Table {str(name)!r} exists but is not a dasktrain {what} table (no column "
-                    f"{', '.join(missing)}): choose another model table name."
-                )
-        if exists(cur, table_name):
-            cur.execute("SELECT has_table_privilege(to_regclass(%s), 'INSERT')", (regclass_text(cur, table_name),))
-            writable = cur.fetchone()[0]
-        else:
-            cur.execute("SELECT has_schema_privilege(coalesce(%s, current_schema()), 'CREATE')", (table_name.schema,))
-            writable = cur.fetchone()[0]
-        if not writable:
-            raise SchemaError(f"This database user cannot write the model table {str(table_name)!r}.")
 
 
 def _create(cur, db: Database, table: TableName, summary: TableName) -> None:
@@ -158,7 +138,7 @@ def save_model(
     >>> version = dasktrain.save_model(None, "models", result, name="fashion_cnn")  # doctest: +SKIP
     """
     model_name = identifier(name or "model", what="model")
-    table_name, summary = _tables(table)
+    table_name, summary = model_tables(table)
     db = connect(db)
     weights = [flatten_weights(member) for member in result.members]
     summary_values = _summary_values(result, table_name, model_name, status, description, weights)
@@ -169,9 +149,7 @@ def save_model(
             _create(cur, db, table_name, summary)
             # One writer at a time per table decides the next version number.
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
-            next_version = sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s")
-            cur.execute(next_version.format(summary.sql), (model_name,))
-            version = cur.fetchone()[0]
+            version = next_version(cur, db.dialect, table_name, summary, model_name)
             for member, blob in enumerate(weights):
                 cur.execute(
                     sql.SQL(
@@ -283,47 +261,6 @@ def _last(values):
     return values[-1] if values else None
 
 
-def _resolve(cur, table: TableName, summary: TableName, name: str | None, version: int | None) -> tuple[str, int]:
-    if not exists(cur, summary):
-        raise SchemaError(f"Model table {str(table)!r} does not exist (or has no summary); save a model first.")
-    if name is None:
-        cur.execute(sql.SQL("SELECT DISTINCT name FROM {} ORDER BY 1").format(summary.sql))
-        names = [r[0] for r in cur.fetchall()]
-        if len(names) != 1:
-            raise SchemaError(f"Model table {str(table)!r} holds models {names}: pass name= to choose one.")
-        name = names[0]
-    name = identifier(name, what="model")
-    if version is None:
-        cur.execute(sql.SQL("SELECT max(version) FROM {} WHERE name = %s").format(summary.sql), (name,))
-        version = cur.fetchone()[0]
-        if version is None:
-            raise SchemaError(f"No model named {name!r} in {str(table)!r}; see list_models().")
-        return name, version
-    cur.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, int(version)))
-    if cur.fetchone() is None:
-        raise SchemaError(f"Model {name!r} has no version {version} in {str(table)!r}; see list_models().")
-    return name, int(version)
-
-
-def model_summary(db: Database | str | None, table: str, name: str | None = None, version: int | None = None) -> dict:
-    """The summary row of one model version as a dict (latest version by default).
-
-    >>> dasktrain.model_summary(None, "models", "fashion_cnn")["class_values"]  # doctest: +SKIP
-    ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
-    """
-    db = connect(db)
-    table_name, summary = _tables(table)
-    with db.cursor() as cur:
-        return summary_row(cur, table_name, summary, name, version)
-
-
-def summary_row(cur, table: TableName, summary: TableName, name: str | None, version: int | None) -> dict:
-    """The summary row of ``name``'s ``version`` (resolved as :func:`model_summary` does), as a dict."""
-    name, version = _resolve(cur, table, summary, name, version)
-    cur.execute(sql.SQL("SELECT * FROM {} WHERE name = %s AND version = %s").format(summary.sql), (name, version))
-    return dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
-
-
 def load_members(db, table: str, name: str | None = None, version: int | None = None, mst_key: int | None = None):
     """``(architecture, [member weights...], summary)`` of one stored model version.
 
@@ -332,7 +269,7 @@ def load_members(db, table: str, name: str | None = None, version: int | None = 
     from ._selection_store import is_selection_table, load_selection_members
 
     db = connect(db)
-    table_name, summary_table = _tables(table)
+    table_name, summary_table = model_tables(table)
     with db.cursor() as cur:
         if is_selection_table(cur, table_name):
             return load_selection_members(cur, table_name, name, version, mst_key)
@@ -340,7 +277,7 @@ def load_members(db, table: str, name: str | None = None, version: int | None = 
             raise SchemaError(
                 f"Table {str(table_name)!r} holds single models, not a search: mst_key= is for tables of save_models."
             )
-        name, version = _resolve(cur, table_name, summary_table, name, version)
+        name, version = resolve_version(cur, table_name, summary_table, name, version)
         cur.execute(
             sql.SQL("SELECT model_arch, model_weights FROM {} WHERE name = %s AND version = %s ORDER BY member").format(
                 table_name.sql
@@ -394,13 +331,36 @@ def load_model(
 
 
 def load_result(db, table: str, name: str, version: int | None = None) -> TrainingResult:
-    """A stored version as a :class:`TrainingResult`, with its fit state (used to resume from a checkpoint)."""
-    from ..strategies.named import recorded_strategy
+    """A stored version as a :class:`TrainingResult`, with its fit state (used to resume from a checkpoint).
 
+    A version whose stored summary or fit state cannot be read (a table edited by hand, a crafted
+    row) is a :class:`DataError` naming it, never a raw ``KeyError`` or ``TypeError``.
+    """
     db = connect(db)
     architecture, members, s = load_members(db, table, name, version)
+    try:
+        return _stored_result(db, table, architecture, members, s)
+    except DasktrainError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(
+            f"The summary of model {s['name']!r} version {s['version']} in {table!r} is corrupted "
+            f"({type(exc).__name__}: {bounded_repr(str(exc))}). Delete that version (dasktrain.delete_model), "
+            f"or load another."
+        ) from None
+
+
+def _stored_result(db, table: str, architecture: str, members: list, s: dict) -> TrainingResult:
+    from ..strategies.named import recorded_strategy
+
     strategy = recorded_strategy(s["strategy"], **(s["strategy_params"] or {}))
     history = s["history"] if isinstance(s["history"], list) else json.loads(s["history"] or "[]")
+    if not isinstance(history, list) or not all(isinstance(h, dict) and {"iteration", "elapsed"} <= set(h)
+                                                for h in history):  # fmt: skip
+        raise DataError(
+            f"The history of model {s['name']!r} version {s['version']} in {table!r} is not a list of "
+            f"iterations (each with 'iteration' and 'elapsed'): the summary was edited by hand."
+        )
     with db.cursor() as cur:
         replica_states, outer_state = read_states(cur, TableName.parse(table), s["name"], s["version"])
     return TrainingResult(
@@ -422,44 +382,3 @@ def load_result(db, table: str, name: str, version: int | None = None) -> Traini
         outer_state=outer_state,
         replica_states=replica_states or None,
     )
-
-
-def list_models(db: Database | str | None, table: str) -> list[dict]:
-    """Every stored version: name, version, status, strategy, iterations, final losses and metrics, created_at.
-
-    >>> [(m["name"], m["version"]) for m in dasktrain.list_models(None, "models")]  # doctest: +SKIP
-    [('fashion_cnn', 1), ('fashion_cnn', 2)]
-    """
-    db = connect(db)
-    table_name, summary = _tables(table)
-    with db.cursor() as cur:
-        if not exists(cur, summary):
-            raise SchemaError(f"Model table {str(table_name)!r} does not exist.")
-        cur.execute(
-            sql.SQL(
-                "SELECT name, version, status, strategy, num_iterations, training_loss_final, training_metrics_final, "
-                "validation_loss_final, validation_metrics_final, metrics_type, description, created_at "
-                "FROM {} ORDER BY name, version"
-            ).format(summary.sql)
-        )
-        columns = [d.name for d in cur.description]
-        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
-
-
-def delete_model(db: Database | str | None, table: str, name: str, version: int | None = None) -> int:
-    """Delete one version of ``name`` (or all its versions when ``version`` is None); return how many.
-
-    >>> dasktrain.delete_model(None, "models", "fashion_cnn", version=1)  # doctest: +SKIP
-    1
-    """
-    db = connect(db)
-    table_name, summary = _tables(table)
-    with db.cursor() as cur:
-        name, _ = _resolve(cur, table_name, summary, name, version)
-        condition = sql.SQL("name = %s") + (sql.SQL(" AND version = %s") if version is not None else sql.SQL(""))
-        params = (name,) if version is None else (name, int(version))
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(table_name.sql) + condition, params)
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(summary.sql) + condition, params)
-        deleted = cur.rowcount
-        delete_states(cur, table_name, name, None if version is None else [int(version)])
-        return deleted

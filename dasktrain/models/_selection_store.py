@@ -21,7 +21,8 @@ from ..io._catalog import SUMMARY_SUFFIX, exists, table_info
 from ..io._database import Database, connect
 from ..io._locks import lock_for_creation
 from ..io._retry import retrying
-from ._model_store import _text, format_params, metric_columns, summary_row
+from ._model_store import _text, format_params, metric_columns
+from ._model_versions import model_tables, next_version, summary_row
 from ._selection_result import GroupResult, SelectionResult
 
 INFO_SUFFIX = "_info"
@@ -120,11 +121,7 @@ def save_models(
         with db.cursor() as cur:
             _create(cur, db, table_name, info, summary)
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(summary.sql))
-            cur.execute(
-                sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = %s").format(summary.sql),
-                (model_name,),
-            )
-            version = cur.fetchone()[0]
+            version = next_version(cur, db.dialect, table_name, summary, model_name)
             for key, blob, architecture, group, values in rows:
                 cur.execute(
                     sql.SQL(
@@ -204,10 +201,8 @@ def load_selection_members(cur, table: TableName, name: str | None, version: int
 
 def load_group_members(db, table: str, name: str | None = None, version: int | None = None):
     """``(architecture, {group value: weights}, summary)`` of a saved :func:`fit_groups` result."""
-    from ._model_store import _tables
-
     db = connect(db)
-    table_name, summary_table = _tables(table)
+    table_name, summary_table = model_tables(table)
     with db.cursor() as cur:
         if not is_selection_table(cur, table_name):
             raise SchemaError(f"Table {str(table_name)!r} holds no models per group: save fit_groups' result in it.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from psycopg2 import sql
 
 from .._names import TableName
+from ..errors import DataError
 from ..io._catalog import exists
 from ._fit_state import ReplicaState
 
@@ -61,7 +62,14 @@ def read_states(cur, model_table: TableName, name: str, version: int) -> tuple[d
     )
     segments, outer = {}, None
     for segment, iteration, cursor, data in cur.fetchall():
-        state = ReplicaState.from_bytes(data, iteration, cursor)
+        try:
+            state = ReplicaState.from_bytes(data, iteration, cursor)
+        except DataError as exc:
+            whose = "the strategy's state" if segment == OUTER else f"replica {segment}"
+            raise DataError(
+                f"The fit state of model {name!r} version {version} in {str(table)!r} ({whose}) is corrupted: "
+                f"{exc} Delete that version (dasktrain.delete_model), or resume from another."
+            ) from None
         if segment == OUTER:
             outer = state.optimizer
         else:
