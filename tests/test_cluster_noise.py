@@ -90,21 +90,29 @@ def test_ctrl_c_before_a_dask_call_started_leaves_no_name_error(records):
     assert len(seen) == 1
 
 
-@pytest.mark.parametrize("message", [
-    "Failed to communicate with scheduler during heartbeat.",
-    "Async instruction for <Task cancelled name=\"execute('train-replica-2-0-43e5f0a7-1')\"> ended with CancelledError",
-])  # fmt: skip
-def test_what_a_worker_says_of_its_closing_is_quiet_only_while_it_closes(monkeypatch, message):
+def test_a_missed_heartbeat_is_quiet_only_while_the_worker_closes(monkeypatch):
     class Worker:
         def __init__(self, status):
             self.status = type("Status", (), {"name": status})()
 
     quiet = _quiet._WhileClosing()
+    message = "Failed to communicate with scheduler during heartbeat."
     record = logging.LogRecord("distributed.worker", logging.ERROR, "", 0, message, None, None)
     monkeypatch.setattr(_quiet, "_workers", lambda: [Worker("closing_gracefully")])
     assert not quiet.filter(record)
     monkeypatch.setattr(_quiet, "_workers", lambda: [Worker("running")])
     assert quiet.filter(record)
+
+
+def test_a_cancelled_task_is_quiet_even_before_its_worker_closes(monkeypatch):
+    """Ctrl-C cancels the round's tasks while the workers still run: this once broke the CLI's one line."""
+    monkeypatch.setattr(_quiet, "_workers", lambda: [])
+    task = "<Task cancelled name=\"execute('train-replica-2-0-43e5f0a7-1')\">"
+    message = f"Async instruction for {task} ended with CancelledError"
+    record = logging.LogRecord("distributed.worker.state_machine", logging.WARNING, "", 0, message, None, None)
+    assert not _quiet._WhileClosing().filter(record)
+    other = logging.LogRecord("distributed.worker", logging.WARNING, "", 0, "Compute Failed", None, None)
+    assert _quiet._WhileClosing().filter(other)
 
 
 def test_workers_of_a_local_cluster_leave_ctrl_c_to_the_client():

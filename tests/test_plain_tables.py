@@ -174,7 +174,7 @@ def test_boolean_labels_score_as_booleans(db, client, wine, table_name):
     [
         ("no_such_table", FEATURES, "cultivar", "Table 'no_such_table' does not exist"),
         ("wine_train", [*FEATURES[:12], "nope"], "cultivar", "no column 'nope'"),
-        ("wine_train", [*FEATURES[:12], "cultivar"], "cultivar", "'cultivar' does not hold numbers"),
+        ("wine_train", [*FEATURES[:12], "cultivar"], FEATURES[12], "'cultivar' does not hold numbers"),
         ("wine_train", FEATURES, "no_label", "no column 'no_label'"),
     ],
 )

@@ -181,13 +181,15 @@ def quiet_closed_connections() -> None:
 
 class _WhileClosing(logging.Filter):
     """Drops what a worker says of its own closing: a heartbeat the scheduler no longer answers (it removed
-    the worker meanwhile), a running task cancelled by the close."""
+    the worker meanwhile), and a running task cancelled (by the close, or by the client on Ctrl-C, which
+    cancels it before the worker starts closing: a cancelled task is never news)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        if not (message.startswith("Failed to communicate with scheduler during heartbeat")
-                or (message.startswith("Async instruction for") and message.endswith("ended with CancelledError"))):
-            return True  # fmt: skip
+        if message.startswith("Async instruction for") and message.endswith("ended with CancelledError"):
+            return False
+        if not message.startswith("Failed to communicate with scheduler during heartbeat"):
+            return True
         return not any(_closing(worker) for worker in _workers())
 
 
