@@ -8,6 +8,18 @@ import loaders
 
 pytest_plugins = ["dasktrain.testing"]
 
+#: The longest test files, longest first: started first, so that with two test processes
+#: (pytest -n 2) the suite does not end waiting for one of them alone.
+LONGEST_FIRST = ["test_readme.py", "test_faults.py", "test_docs.py", "test_demo.py", "test_k8s.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
 
 @pytest.fixture(scope="session")
 def digits(db):
