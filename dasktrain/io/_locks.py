@@ -13,6 +13,8 @@ from .._names import TableName
 
 CREATING = 0x6474_01  # serializes "create if missing" of a shared table (model, architecture, data)
 RUNNING_JOB = 0x6474_02  # held by a live job on its staging table for as long as the job runs
+NEW_OUTPUT = 0x6474_03  # held by a job that creates (not replaces) its output, on the output
+CHECKPOINTING = 0x6474_04  # held by a fit on its checkpoint (model table, name) for as long as it runs
 
 _KEY = sql.SQL("{}, hashtext(coalesce({}, current_schema()) || '.' || {})")
 
@@ -50,3 +52,20 @@ def owner_is_gone(cur, table: TableName) -> bool:
     if free:
         cur.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_key(RUNNING_JOB, table)))
     return bool(free)
+
+
+def claim_output(cur, table: TableName) -> bool:
+    """Claim, for as long as this session lasts, the creation of ``table``; False when another
+    session holds the claim (a second job creating the same new table)."""
+    cur.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(_key(NEW_OUTPUT, table)))
+    return bool(cur.fetchone()[0])
+
+
+def hold_checkpoint(cur, table: TableName, name: str) -> bool:
+    """Take, for as long as this session lasts, the right to save and prune checkpoints ``name`` in
+    ``table``; False when another session (another fit) holds it."""
+    key = sql.SQL("{}, hashtext(coalesce({}, current_schema()) || '.' || {} || '/' || {})").format(
+        sql.Literal(CHECKPOINTING), sql.Literal(table.schema), sql.Literal(table.name), sql.Literal(name)
+    )
+    cur.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(key))
+    return bool(cur.fetchone()[0])

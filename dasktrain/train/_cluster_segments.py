@@ -6,6 +6,7 @@ read; training (:mod:`._training`) groups them into replicas, and model selectio
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -122,6 +123,19 @@ class ClusterSegments:
             before[k] if before[k] in where[f.key] else sorted(where[f.key])[0]
             for k, f in zip(self.ids, self.futures, strict=True)
         ]
+
+
+def cancel_pending(client, futures) -> None:
+    """Cancel, on the scheduler, the futures not finished and whatever depends on them.
+
+    A task pinned to a worker that was lost waits there ('no-worker') for as long as anything
+    holds its future (a progress callback does), keeping the segments it reads and the model it
+    starts from on the cluster after ``fit`` returns (issue 22).
+    """
+    pending = [f for f in futures if f.status != "finished"]
+    if pending:
+        with contextlib.suppress(Exception):  # the scheduler may be gone too
+            client.cancel(pending, force=True)
 
 
 def planned_reads(source):

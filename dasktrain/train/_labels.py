@@ -89,3 +89,30 @@ def check_classes(classes: list | None, output_shape: tuple, loss: str, y: str) 
             f"Label column {y!r} holds class values; train it with loss='sparse_categorical_crossentropy' "
             f"(or a one-unit binary_crossentropy model for two classes). Received: loss={loss!r}"
         )
+
+
+def trained_classes(stats, output_shape: tuple, loss: str) -> list:
+    """The class values a fit records when the labels are numbers (text labels bring their own).
+
+    Integer labels index the model's outputs, so the classes are every output's index, whether or
+    not the data held that label: a 10-output model trained without label 9 still scores class 9
+    (issue 22; it used to record the 9 labels seen and could not be scored). A one-unit model of
+    0/1 labels scores two classes. Other labels (one-hot rows, regression targets) give the
+    output's indices.
+
+    >>> from types import SimpleNamespace
+    >>> seen = [SimpleNamespace(label_kind="sparse", classes=tuple(range(9)))]
+    >>> trained_classes(seen, (10,), "sparse_categorical_crossentropy")
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    >>> trained_classes([SimpleNamespace(label_kind="sparse", classes=(1,))], (1,), "binary_crossentropy")
+    [0, 1]
+    """
+    units = output_shape[-1] if output_shape else 1
+    if not stats or stats[0].label_kind != "sparse":
+        return list(range(units)) if output_shape else []
+    seen = sorted({c for s in stats for c in s.classes})
+    if "sparse" in loss:
+        return list(range(units))  # the labels were checked to be indices of the outputs
+    if units == 1 and set(seen) <= {0, 1}:
+        return [0, 1]
+    return seen

@@ -29,7 +29,9 @@ from ..runtime._guard import WorkersLost, cluster_workers, gather, wait_for_work
 from ..runtime._placement import devices_used, resolve_use_gpus, task_options
 from . import _evaluation, _worker
 from ._cache import choose_cache
-from ._cluster_segments import ClusterSegments, planned_reads
+from ._checkpoints import Checkpoints
+from ._cluster_segments import ClusterSegments, cancel_pending, planned_reads
+from ._labels import trained_classes
 from ._progress import FitProgress
 from ._reducer import tree_reduce
 from ._replicas import SEGMENTS, Replica, group_segments, home, host_of, reads_wanted
@@ -44,9 +46,14 @@ class Training:
     def __init__(self, plan, client):
         self.plan = plan
         self.client = client
-        self.last_checkpoint: tuple[str, str, int] | None = None
+        self.checkpoints = Checkpoints(plan, client)
+        self.carried: dict = {}  # {replica: future of the state it brings to its new worker}
 
     def run(self) -> TrainingResult:
+        with self.checkpoints.held():
+            return self._run()
+
+    def _run(self) -> TrainingResult:
         plan, client = self.plan, self.client
         wait_for_workers(client, "fit")
         self.gpu = resolve_use_gpus(client, plan.use_gpus, "fit")
@@ -57,8 +64,6 @@ class Training:
         done = len(result.history)
         elapsed_before = result.history[-1]["elapsed"] if result.history else 0.0
         self.first_iteration = done + 1  # later than 1 when resuming from a checkpoint
-        from ._checks import class_values
-
         holders = self._workers_info()
         data = self._enough_reads(plan.data, len(holders))
         self.cache = choose_cache(plan.cache, planned_reads(data), plan.features, holders)
@@ -70,7 +75,8 @@ class Training:
         result.num_rows = self.train.rows
         result.num_segments = len(self.train.ids)
         result.num_replicas = len(self.groups)
-        result.class_values = plan.classes or class_values(self.train.stats, plan.output_shape)
+        loss = str(plan.compile_params.get("loss", ""))
+        result.class_values = plan.classes or trained_classes(self.train.stats, plan.output_shape, loss)
         self.used: set[str] = set()  # every worker that trained a replica, for result.devices
         self.validation = None
         if plan.validation is not None:
@@ -105,7 +111,7 @@ class Training:
                 stop = plan.early is not None and plan.early.update(plan.monitored(entry))
                 if plan.checkpoint and (iteration % plan.checkpoint_every == 0 or stop):
                     result.devices = devices_used(client, sorted(self.used))
-                    self._save_checkpoint(result, iteration)
+                    self.checkpoints.save(result, iteration, self.replicas, self.job.fit_id)
                 if stop:
                     result.stopped_early = True
                     break
@@ -114,6 +120,8 @@ class Training:
             for segments in (self.train, self.validation):
                 if segments is not None:
                     segments.release()
+            self._cancel([*self.carried.values(), *self.resumed.values()])
+            self.carried, self.resumed = {}, {}  # a traceback keeping this object keeps no state on the cluster
             with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
                 client.run(_worker.forget_fit, self.job.fit_id, self.gpu)
         result.devices = devices_used(client, sorted(self.used))
@@ -211,7 +219,7 @@ class Training:
         try:
             return self._retried_round(iteration, members, outer_state, evaluate)
         except (TrainingDivergedError, ClusterError) as exc:
-            raise type(exc)(f"{exc} {self._checkpoint_note()}") from None
+            raise type(exc)(f"{exc} {self.checkpoints.note()}") from None
 
     def _retried_round(self, iteration: int, members: list, outer_state, evaluate: bool):
         """Run one round, running it again when workers holding its segments are lost.
@@ -223,16 +231,28 @@ class Training:
         self._follow_workers(iteration)
         carried, moved = self._place(iteration)
         self.carried, self.resumed = {**carried, **self.resumed}, {}
+        try:
+            return self._attempts(iteration, members, outer_state, evaluate, trained, moved)
+        finally:
+            # A replica pinned to a lost worker waits there ('no-worker') for good, keeping its
+            # re-read segments and the scattered model on the cluster after fit returns (issue 22):
+            # nobody else will cancel it (its progress callback holds the future).
+            self._cancel(trained.values())
+
+    def _attempts(self, iteration: int, members: list, outer_state, evaluate: bool, trained: dict, moved: list):
         for attempt in itertools.count():
             try:
                 members, summary = self._attempt(iteration, members, outer_state, evaluate, attempt, trained)
                 return members, {**summary, "retries": attempt, "moved": moved}
             except WorkersLost as lost:
-                trained = {
+                kept = {
                     r.id: trained[r.id]
                     for r in self.replicas
                     if r.id in trained and trained[r.id].status == "finished" and r.worker not in lost.workers
                 }
+                self._cancel(f for k, f in trained.items() if k not in kept)
+                trained.clear()
+                trained.update(kept)
                 affected = [self.train.ids[i] for i, w in enumerate(self.train.holders) if w in lost.workers]
                 segments = ", ".join(map(str, affected)) or "none"
                 if attempt >= self.plan.retries:
@@ -254,7 +274,13 @@ class Training:
                 self.carried, again = self._place(iteration)
                 moved = sorted({*moved, *again})
                 # A finished replica that had to move trains again where its state now goes.
-                trained = {r.id: trained[r.id] for r in self.replicas if r.id in trained and r.worker == homes[r.id]}
+                kept = {r.id: trained[r.id] for r in self.replicas if r.id in trained and r.worker == homes[r.id]}
+                self._cancel(f for k, f in trained.items() if k not in kept)
+                trained.clear()
+                trained.update(kept)
+
+    def _cancel(self, futures) -> None:
+        cancel_pending(self.client, futures)
 
     def _attempt(self, iteration: int, members: list, outer_state, evaluate: bool, attempt: int, trained: dict):
         """Submit the round (reusing ``trained``'s finished replicas), wait, check the rows merged.
@@ -341,44 +367,3 @@ class Training:
         ]
         total = tree_reduce(client, evals, _worker.merge)
         return client.submit(_evaluation.round_metrics, total, key=f"validation-{tag}")
-
-    # -- checkpoints ---------------------------------------------------------------------------------
-
-    def _save_checkpoint(self, result: TrainingResult, iteration: int) -> None:
-        from ..models._model_store import CHECKPOINT, save_model
-
-        db, table, name = self.plan.checkpoint
-        result.end_time = datetime.now().astimezone()
-        version = save_model(
-            db, table, result, name=name, status=CHECKPOINT, keep=self.plan.checkpoint_keep,
-            replica_states=self._replica_states(iteration),
-        )  # fmt: skip
-        self.last_checkpoint = (str(table), name, version)
-
-    def _replica_states(self, iteration: int) -> dict | None:
-        """Every replica's state after ``iteration``, fetched from the workers holding them.
-
-        None when a worker was lost meanwhile: the checkpoint then keeps the model only, and a
-        resume starts the replicas' optimizers afresh.
-        """
-        futures = [
-            self.client.submit(_worker.export_state, self.job.fit_id, r.id, iteration, workers=[r.worker], pure=False)
-            for r in self.replicas
-        ]
-        try:
-            states = gather(self.client, futures, [f"replica {r.id}" for r in self.replicas], "fit",
-                            watch={r.worker for r in self.replicas})  # fmt: skip
-        except WorkersLost:
-            logger.warning("fit: iteration %d: a worker left; this checkpoint keeps no optimizer state", iteration)
-            return None
-        if any(s is None for s in states):
-            return None
-        return {r.id: s for r, s in zip(self.replicas, states, strict=True)}
-
-    def _checkpoint_note(self) -> str:
-        if self.last_checkpoint is None:
-            if self.plan.checkpoint is None:
-                return "No checkpoint was kept: pass checkpoint=(db, table, name) to keep progress."
-            return "No checkpoint was saved yet in this run."
-        table, name, version = self.last_checkpoint
-        return f"The last checkpoint is version {version} of {name!r} in {table!r}: continue with resume=True."
