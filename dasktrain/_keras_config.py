@@ -9,7 +9,7 @@ such typos and says which layer holds them, with the closest valid name.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 #: The keys of a layer's config that hold an activation's name.
 ACTIVATION_KEYS = ("activation", "recurrent_activation")
@@ -17,6 +17,11 @@ ACTIVATION_KEYS = ("activation", "recurrent_activation")
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 _NOT_ACTIVATIONS = {"get", "serialize", "deserialize"}
 _LONGEST_CAUSE = 300  # characters of Keras's own message kept when no typo is found
+#: Names compile() resolves itself from the labels' shape (keras/src/trainers/compile_utils.py), not from
+#: keras.losses or keras.metrics.
+_LOSS_ALIASES = {"crossentropy", "ce"}
+_METRIC_ALIASES = {"accuracy", "acc"}
+_MOST_LEAVES = 1000  # losses and metrics one compile= may name (a model with that many outputs is not ours)
 
 
 def explain(config: dict, exc: BaseException) -> str:
@@ -40,6 +45,62 @@ def explain(config: dict, exc: BaseException) -> str:
         if problem:
             return problem
     return f"Invalid model JSON: Keras cannot build it ({type(exc).__name__}: {cause(exc)})."
+
+
+def check_compile(params: Mapping) -> None:
+    """Resolve compile's losses and metrics as Keras does in the first round, refusing a bad one now.
+
+    Keras's ``compile()`` keeps names as they are: ``loss='nosuchloss'``, a loss config naming
+    another module, or a ``__lambda__`` metric failed only when a worker first trained, as a raw
+    Keras error (issue 22). Dict configs are read in Keras's safe mode (no code runs).
+
+    >>> check_compile({"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]})
+    >>> check_compile({"loss": "mean_sqaured_error"})
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Unknown loss 'mean_sqaured_error' in compile=: did you mean 'mean_squared_error'?
+    """
+    import keras
+
+    _resolve(_leaves(params.get("loss")), keras.losses, "loss", _LOSS_ALIASES, "sparse_categorical_crossentropy")
+    for key in ("metrics", "weighted_metrics"):
+        _resolve(_leaves(params.get(key)), keras.metrics, "metric", _METRIC_ALIASES, "accuracy")
+
+
+def _resolve(leaves: list, module, what: str, aliases: set[str], example: str) -> None:
+    from ._params import bounded_repr
+    from .errors import DataError
+
+    for leaf in leaves:
+        if leaf is None or (isinstance(leaf, str) and leaf.lower() in aliases):
+            continue
+        try:
+            found = module.get(leaf) if isinstance(leaf, str | Mapping) else None
+        except Exception:  # Keras raises ValueError or TypeError for names and configs it cannot read
+            found = None
+        if found is None or not callable(found):
+            names = [n for n in dir(module) if not n.startswith("_") and n not in _NOT_ACTIVATIONS]
+            where = module.__name__.replace(".api", "").replace("._tf_keras", "").split(".")[-1]
+            otherwise = f"expected a name from keras.{where} such as {example!r}"
+            raise DataError(f"Unknown {what} {bounded_repr(leaf)} in compile=: " + _suggest(leaf, names, otherwise))
+
+
+def _leaves(value) -> list:
+    """The losses or metrics in compile's value: one, a list, per-output lists or mappings (a config is one)."""
+    from .errors import DataError
+
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping) and "class_name" not in item:
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            found.append(item)
+        if len(found) + len(stack) > _MOST_LEAVES:
+            raise DataError(f"compile= names more than {_MOST_LEAVES} losses or metrics.")
+    return found
 
 
 def layers(config: dict) -> Iterator[dict]:

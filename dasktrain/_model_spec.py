@@ -9,6 +9,9 @@ import numpy as np
 
 from .errors import DataError
 
+#: How deep a model's JSON may nest: a Keras config nests about 10 levels, and each model inside another about 6 more.
+MAX_JSON_DEPTH = 100
+
 
 def model_json(model) -> str:
     """The architecture of ``model`` (a ``keras.Model`` or its JSON) as a JSON string.
@@ -17,11 +20,11 @@ def model_json(model) -> str:
     '{"class_name": "Sequential", "config": {}}'
     """
     if isinstance(model, str | bytes):
-        text = model.decode() if isinstance(model, bytes) else model
         try:
-            config = json.loads(text)
-        except ValueError as exc:
-            raise DataError(f"Invalid model JSON: {exc}.") from None
+            text = model.decode() if isinstance(model, bytes) else model
+        except UnicodeDecodeError:
+            raise DataError("Invalid model JSON: it is not UTF-8 text.") from None
+        config = load_config(text)
         if not isinstance(config, dict) or "class_name" not in config:
             raise DataError("Invalid model JSON: expected a Keras model config with a 'class_name' (model.to_json()).")
         return text
@@ -34,16 +37,41 @@ def model_json(model) -> str:
     return json.dumps(portable_config(model))  # model.to_json() would lose adapted vocabularies
 
 
+def load_config(text: str):
+    """The model config in JSON ``text``; :class:`DataError` unless it is JSON nested at most
+    :data:`MAX_JSON_DEPTH` levels (Python's parser and Keras's would raise ``RecursionError``).
+
+    >>> load_config('{"class_name": "Sequential"}')
+    {'class_name': 'Sequential'}
+    >>> load_config("[" * 100000)
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: Invalid model JSON: nested more than 100 levels deep ...
+    """
+    deep = f"Invalid model JSON: nested more than {MAX_JSON_DEPTH} levels deep (a Keras model config nests about 10)."
+    try:
+        config = json.loads(text)
+    except RecursionError:
+        raise DataError(deep) from None
+    except ValueError as exc:
+        raise DataError(f"Invalid model JSON: {str(exc)[:200]}.") from None
+    stack = [(config, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise DataError(deep)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return config
+
+
 def build_model(architecture: str):
     """Build an (uncompiled) ``keras.Model`` from JSON, in Keras safe mode (no lambdas, no code)."""
     import keras
 
     from ._keras_config import explain
 
-    try:
-        config = json.loads(architecture)
-    except ValueError as exc:
-        raise DataError(f"Invalid model JSON: {exc}.") from None
+    config = load_config(architecture)
     try:
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as exc:  # Keras raises many types for bad configs
@@ -96,6 +124,9 @@ def compiled_model(architecture: str, compile_params: dict):
 
     >>> compiled_model(model_json, {"optimizer": "adam", "loss": "mse"})  # doctest: +SKIP
     """
+    from ._keras_config import check_compile
+
+    check_compile(compile_params)  # Keras itself reads losses and metrics only in the first training step
     model = build_model(architecture)
     params = dict(compile_params)
     if "optimizer" in params:

@@ -15,6 +15,11 @@ from collections.abc import Mapping
 from .errors import DataError
 
 MAX_BATCH_SIZE = 2**31 - 1  # Keras and TensorFlow index batches with 32-bit integers
+#: The most rounds (iterations) and epochs per round a job may ask for: more is a typo, or years of training.
+MAX_ITERATIONS = 10**6
+MAX_EPOCHS = 10**6
+MAX_RETRIES = 100  # times a round may be retried after losing workers
+MAX_CONFIGS = 10_000  # configurations one search may train: each is a model on every worker
 COMPILE_KEYS = {"optimizer", "loss", "metrics", "loss_weights", "weighted_metrics", "jit_compile", "run_eagerly"}
 FIT_KEYS = {"batch_size", "epochs", "verbose", "shuffle", "class_weight", "sample_weight", "validation_split"}
 
@@ -32,9 +37,9 @@ def positive_int(value, label: str, *, maximum: int | None = None) -> int:
     import numpy as np
 
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise DataError(f"Expected a positive integer {label}. Received: {label}={value!r}")
+        raise DataError(f"Expected a positive integer {label}. Received: {label}={bounded_repr(value)}")
     if maximum is not None and value > maximum:
-        raise DataError(f"Expected {label} between 1 and {maximum}. Received: {label}={value!r}")
+        raise DataError(f"Expected {label} between 1 and {maximum}. Received: {label}={bounded_repr(value)}")
     return int(value)
 
 
@@ -91,7 +96,9 @@ def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str] |
         raise TypeError(f"Expected {what} parameters as a dict or a string. Received: {type(params).__name__}")
     unknown = sorted(set(result) - allowed) if allowed is not None else []
     if unknown:
-        raise DataError(f"Unknown {what} parameter {unknown[0]!r}. Known: {', '.join(sorted(allowed))}.")
+        raise DataError(
+            f"Unknown {what} parameter {bounded_repr(unknown[0])}. Known: {', '.join(sorted(allowed))}."
+        )
     return result
 
 
@@ -100,20 +107,30 @@ def _parse_keywords(text: str, what: str) -> dict:
         return {}
     try:
         call = ast.parse(f"f({text})", mode="eval").body
-    except SyntaxError:
-        raise DataError(f"Cannot parse {what} parameters {text!r}: expected name=value pairs.") from None
+    except (SyntaxError, RecursionError, MemoryError):
+        raise DataError(f"Cannot parse {what} parameters {bounded_repr(text)}: expected name=value pairs.") from None
     if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
-        raise DataError(f"Cannot parse {what} parameters {text!r}: expected name=value pairs only.")
+        raise DataError(f"Cannot parse {what} parameters {bounded_repr(text)}: expected name=value pairs only.")
     result = {}
     for keyword in call.keywords:
         try:
             result[keyword.arg] = ast.literal_eval(keyword.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            shown = _shortened(f"{keyword.arg}={ast.get_source_segment(f'f({text})', keyword.value)}")
             raise DataError(
-                f"{what} parameter {keyword.arg}={ast.unparse(keyword.value)} is not a literal: only strings, "
-                f"numbers, booleans, None, lists and dicts are allowed (nothing is evaluated)."
+                f"{what} parameter {shown} is not a literal: only strings, numbers, booleans, None, lists and "
+                f"dicts are allowed (nothing is evaluated)."
             ) from None
     return result
+
+
+def _shortened(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (a message repeats no more of what it was given).
+
+    >>> _shortened("x" * 100, limit=10)
+    'xxxxxxx...'
+    """
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def optimizer_config(optimizer) -> object:
@@ -128,7 +145,7 @@ def optimizer_config(optimizer) -> object:
         return optimizer
     name, _, rest = optimizer.partition("(")
     if not name.strip().isidentifier() or not rest.endswith(")"):
-        raise DataError(f"Cannot parse optimizer {optimizer!r}: expected NAME or NAME(arg=value, ...).")
+        raise DataError(f"Cannot parse optimizer {bounded_repr(optimizer)}: expected NAME or NAME(arg=value, ...).")
     return {"class_name": name.strip(), "config": _parse_keywords(rest[:-1], "optimizer")}
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dasktrain._params import bounded_repr
 from dasktrain.errors import DasktrainError
 
 #: Which cluster flags a command takes: all of them, those shaping a local cluster, or none.
@@ -95,32 +96,86 @@ def gpus(text: str | None):
     try:
         return int(text)
     except ValueError:
-        raise DasktrainError(f"--gpus takes 'auto' or a number of GPUs, not {text!r}") from None
+        raise DasktrainError(f"--gpus takes 'auto' or a number of GPUs, not {bounded_repr(text)}") from None
 
 
 def merge_job(args, keys: set[str], command_name: str, required: Sequence[str]) -> dict:
-    """Parameters from --job, overridden by any flag given; check the required ones are there."""
-    from dasktrain._jobs import read_job
+    """Parameters from --job, overridden by any flag given; each checked for its type, the required ones there."""
+    from dasktrain._jobs import check_value, read_job
 
     params = read_job(args.job, keys, command_name) if args.job else {}
     for key in keys:
         value = getattr(args, key, None)
         if value is not None and value is not False:
+            if key != "version":  # --version is text: a number or 'latest', read below
+                check_value(key, value)
             params[key] = value
     if "version" in params:  # a number, or "latest" (= None) from a flag or a job file
-        params["version"] = None if params["version"] in (None, "latest") else version(params["version"])
+        params["version"] = version(params["version"])
     missing = [k for k in required if params.get(k) is None]
     if missing:
         flags = ", ".join("--" + k.replace("_", "-") for k in missing)
         raise DasktrainError(f"missing {flags} (or the same keys in --job)")
+    check_names(params)
     return params
 
 
-def version(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DasktrainError(f"--version takes a number or 'latest'. Received: {value!r}") from None
+#: Job keys that name a table, a column (or several, joined by commas) and a stored model.
+TABLE_KEYS = (
+    "data", "validation", "model_arch_table", "model_table", "configs", "source_table", "output_table", "table"
+)  # fmt: skip
+COLUMN_KEYS = ("x", "y", "by", "id")
+#: Longer than any name PostgreSQL takes (63 bytes): refused without repeating it.
+_LONGEST_NAME = 200
+
+
+def check_names(params: dict) -> None:
+    """Refuse, before any cluster starts or any training, a table, column or model name that cannot work.
+
+    A model name such as ``my-model`` was refused only when the trained model was saved, after
+    all its iterations (issue 22); every name a command will use is checked here first.
+
+    >>> check_names({"model_table": "models", "name": "my-model"})
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.InvalidNameError: Invalid model name 'my-model': expected a plain SQL identifier (letters, \
+digits and underscores, not starting with a digit; no quotes, spaces or semicolons).
+    """
+    from dasktrain._names import TableName, identifier
+    from dasktrain.errors import InvalidNameError
+
+    def named(key: str, value, check) -> None:
+        if isinstance(value, str) and len(value) > _LONGEST_NAME:
+            raise InvalidNameError(
+                f"--{key.replace('_', '-')} is {len(value)} characters long: a name has at most 63 bytes."
+            )
+        check(value)
+
+    for key in TABLE_KEYS:
+        if params.get(key) is not None:
+            named(key, params[key], TableName.parse)
+    for key in COLUMN_KEYS:
+        value = params.get(key)
+        columns = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+        for column in columns:
+            named(key, column, lambda c: identifier(c.strip() if isinstance(c, str) else c))
+    if params.get("name") is not None:
+        named("name", params["name"], lambda n: identifier(n, what="model"))
+
+
+def version(value) -> int | None:
+    """--version or a job's ``version``: a whole number >= 1, or "latest" (None).
+
+    >>> version("3"), version("latest"), version(2)
+    (3, None, 2)
+    """
+    if value is None or value == "latest":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
+        raise DasktrainError(f"--version takes a number (1, 2, ...) or 'latest'. Received: {bounded_repr(value)}")
+    return value
 
 
 def number(value, digits: int = 4) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from dasktrain._cli._base import add_architecture_flags, client_for, command, merge_job, number
 from dasktrain._cli._train import check_search_table
+from dasktrain._params import bounded_repr
 from dasktrain.errors import DasktrainError
 
 SEARCHES = ("grid", "random", "hyperband")
@@ -36,7 +37,7 @@ def search_space(value, what: str) -> dict:
             elif isinstance(arguments, list) and len(arguments) == 2:
                 space[key] = getattr(dasktrain, kind)(*arguments)
             else:
-                raise DasktrainError(f"{what} {key}: {kind} takes [low, high]. Received: {arguments!r}")
+                raise DasktrainError(f"{what} {key}: {kind} takes [low, high]. Received: {bounded_repr(arguments)}")
     return space
 
 
@@ -79,7 +80,7 @@ def _select(args) -> int:
     params = merge_job(args, SELECT_KEYS, "select", ["data"])
     search = params.get("search", "grid")
     if search not in SEARCHES:
-        raise DasktrainError(f"search takes {', '.join(SEARCHES)}. Received: {search!r}")
+        raise DasktrainError(f"search takes {', '.join(SEARCHES)}. Received: {bounded_repr(search)}")
     if params.get("folds") and params.get("model_table"):
         raise DasktrainError("a cross-validated search (--folds) keeps no models: leave out --model-table")
     db = connect(args.dsn)

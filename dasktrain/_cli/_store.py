@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dasktrain._cli._base import command, number
+from dasktrain._cli._base import check_names, command, number
 from dasktrain.errors import DasktrainError
 
 
@@ -97,12 +97,13 @@ def _architectures(args) -> int:
     from pathlib import Path
 
     from dasktrain import connect, delete_architecture, list_architectures, load_architecture
+    from dasktrain._model_spec import model_json
 
     table = args.model_arch_table or args.old_table
     if not table:
         raise DasktrainError(f"architectures {args.action} needs --model-arch-table")
-    db = connect(args.dsn)
-    if args.action == "load":
+    check_names({"model_arch_table": table})
+    if args.action == "load":  # the file is read and checked before the database is connected to
         if not args.json:
             raise DasktrainError("architectures load needs --json FILE")
         weights = None
@@ -112,12 +113,15 @@ def _architectures(args) -> int:
             model = load_keras_file(args.json)
             architecture, weights = model.to_json(), model.get_weights()
         else:
-            architecture = Path(args.json).read_text()
+            architecture = model_json(Path(args.json).read_text())
+        db = connect(args.dsn)
         model_id = load_architecture(
             db, table, architecture, name=args.name, description=args.description, weights=weights
         )
         print(f"model_id {model_id}")
-    elif args.action == "list":
+        return 0
+    db = connect(args.dsn)
+    if args.action == "list":
         print(f"{'model_id':>8}  {'weights':<7}  {'name':<20}  description")
         for a in list_architectures(db, table):
             print(

@@ -123,7 +123,9 @@ def get_architecture(db: Database | str | None, table: str, model_id: int) -> tu
     with db.cursor() as cur:
         _require(cur, name)
         cur.execute(
-            sql.SQL("SELECT model_arch, model_weights FROM {} WHERE model_id = %s").format(name.sql), (model_id,)
+            # As text: psycopg2 would parse a json column itself, and raise RecursionError on a deeply nested one
+            sql.SQL("SELECT model_arch::text, model_weights FROM {} WHERE model_id = %s").format(name.sql),
+            (model_id,),
         )
         row = cur.fetchone()
     if row is None:

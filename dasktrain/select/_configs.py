@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._model_spec import model_json
-from .._params import COMPILE_KEYS, FIT_KEYS, parse_params
+from .._params import COMPILE_KEYS, FIT_KEYS, MAX_CONFIGS, bounded_repr, parse_params
 from ..errors import DataError
 from ._distributions import Distribution
 
@@ -99,11 +100,13 @@ def model_configs(
             raise DataError("n= is for search='random'; a grid has every combination.")
         drawn = _grid(models, compile_space, fit_space)
     elif search == "random":
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise DataError(f"search='random' needs n, a whole number >= 1. Received: n={n!r}")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_CONFIGS:
+            raise DataError(
+                f"search='random' needs n, a whole number from 1 to {MAX_CONFIGS}. Received: n={bounded_repr(n)}"
+            )
         drawn = _random(models, compile_space, fit_space, int(n), seed)
     else:
-        raise DataError(f"Expected search='grid' or 'random'. Received: search={search!r}")
+        raise DataError(f"Expected search='grid' or 'random'. Received: search={bounded_repr(search)}")
     return [
         ModelConfig(key, model, _compile_text(compile_values), _text(fit_values))
         for key, (model, compile_values, fit_values) in enumerate(drawn, start=1)
@@ -124,7 +127,9 @@ def _architectures(architectures) -> list:
                 or isinstance(model[1], bool)
                 or not isinstance(model[1], int | np.integer)
             ):
-                raise DataError(f"Expected an architecture as (architecture_table, model_id). Received: {model!r}")
+                raise DataError(
+                    f"Expected an architecture as (architecture_table, model_id). Received: {bounded_repr(model)}"
+                )
             models.append((model[0], int(model[1])))
         else:
             models.append(model_json(model))
@@ -134,15 +139,19 @@ def _architectures(architectures) -> list:
 def _space(params: Mapping, what: str, allowed: set[str]) -> dict[str, list | Distribution]:
     """Each key's choices: a list of values, a distribution, or one value (a list of one)."""
     if not isinstance(params, Mapping):
-        raise TypeError(f"Expected {what}= as a dict of values, lists or distributions. Received: {params!r}")
+        raise TypeError(
+            f"Expected {what}= as a dict of values, lists or distributions. Received: {bounded_repr(params)}"
+        )
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise DataError(f"Unknown {what} parameter {unknown[0]!r}. Known: {', '.join(sorted(allowed))}.")
+        raise DataError(
+            f"Unknown {what} parameter {bounded_repr(unknown[0])}. Known: {', '.join(sorted(allowed))}."
+        )
     space = {}
     for key, value in params.items():
         searched = isinstance(value, list) and (key not in LIST_VALUED or all(isinstance(v, list) for v in value))
         if searched and not value:
-            raise DataError(f"{what}[{key!r}] is an empty list: give at least one value.")
+            raise DataError(f"{what}[{bounded_repr(key)}] is an empty list: give at least one value.")
         space[key] = value if searched or isinstance(value, Distribution) else [value]
     return space
 
@@ -150,7 +159,15 @@ def _space(params: Mapping, what: str, allowed: set[str]) -> dict[str, list | Di
 def _grid(models, compile_space, fit_space):
     for name, values in [*compile_space.items(), *fit_space.items()]:
         if isinstance(values, Distribution):
-            raise DataError(f"search='grid' takes lists; {name}={values!r} is a distribution for search='random'.")
+            raise DataError(
+                f"search='grid' takes lists; {name}={bounded_repr(values)} is a distribution for search='random'."
+            )
+    size = len(models) * math.prod(len(values) for values in [*compile_space.values(), *fit_space.values()])
+    if size > MAX_CONFIGS:
+        raise DataError(
+            f"The grid has {size} configurations, more than the {MAX_CONFIGS} one search may train: search fewer "
+            f"values, or draw n of them with search='random'."
+        )
     split = len(compile_space)
     for model in models:
         for combo in itertools.product(*compile_space.values(), *fit_space.values()):
@@ -175,7 +192,9 @@ def _compile_text(values: dict) -> str:
     if rate is not None:
         optimizer = values.get("optimizer", "adam")
         if not isinstance(optimizer, str) or "(" in optimizer:
-            raise DataError(f"learning_rate needs optimizer= as a name such as 'adam'. Received: {optimizer!r}")
+            raise DataError(
+                f"learning_rate needs optimizer= as a name such as 'adam'. Received: {bounded_repr(optimizer)}"
+            )
         values = {"optimizer": f"{OPTIMIZER_CLASSES.get(optimizer.lower(), optimizer)}(learning_rate={rate!r})",
                   **{k: v for k, v in values.items() if k != "optimizer"}}  # fmt: skip
     return _text(values)

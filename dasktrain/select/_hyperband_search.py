@@ -8,7 +8,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from .._params import keyword_defaults
+from .._params import MAX_CONFIGS, MAX_ITERATIONS, boolean, bounded_repr, keyword_defaults, positive_int
 from ..errors import DataError
 from ..models._selection_result import FINISHED, STOPPED, SelectionResult
 from ._configs import model_configs
@@ -88,11 +88,21 @@ def hyperband(
     ...     validation="fashion_test", seed=0)  # doctest: +SKIP
     >>> search.best.model()  # doctest: +SKIP
     """
+    resume = boolean(resume, "resume")
+    positive_int(R, "R", maximum=MAX_ITERATIONS)
     table = hyperband_schedule(R, eta, skip_last, schedule=schedule)
     if bracket is not None:
         if bracket not in set(table["s"]):
-            raise DataError(f"bracket={bracket!r} is not in the schedule: its brackets are {sorted(set(table['s']))}.")
+            raise DataError(
+                f"bracket={bounded_repr(bracket)} is not in the schedule: its brackets are {sorted(set(table['s']))}."
+            )
         table = table[table["s"] == bracket]
+    starts = int(table.loc[table["i"] == 0, "n_i"].sum())
+    if starts > MAX_CONFIGS:
+        raise DataError(
+            f"R={R} and eta={eta} start {starts} configurations, more than the {MAX_CONFIGS} one search may train: "
+            f"choose a smaller R, a larger eta, or one bracket."
+        )
     if validation is None and folds is None:
         raise DataError("hyperband ranks configurations on held-out rows: pass validation= or folds=.")
     rungs = {s: [(int(n), max(1, round(r))) for n, r in zip(group["n_i"], group["r_i"], strict=True)]
@@ -107,7 +117,7 @@ def hyperband(
         start += steps[0][0]
     if checkpoint is not None:
         if not isinstance(checkpoint, tuple) or len(checkpoint) != 2:
-            raise TypeError(f"Expected checkpoint=(db, table). Received: checkpoint={checkpoint!r}")
+            raise TypeError(f"Expected checkpoint=(db, table). Received: checkpoint={bounded_repr(checkpoint)}")
         if seed is None:
             raise DataError("checkpoint= needs seed=: a resumed search must draw the same configurations.")
         check_state_table(*checkpoint, resume)
@@ -116,7 +126,7 @@ def hyperband(
     defaults = keyword_defaults(fit_multiple)
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise TypeError(f"hyperband() got an unexpected keyword argument {unknown[0]!r}")
+        raise TypeError(f"hyperband() got an unexpected keyword argument {bounded_repr(unknown[0])}")
     search = Search.plan(**{**defaults, **options, "data": data, "configs": drawn, "x": x, "y": y,
                             "iterations": R, "validation": validation, "folds": folds, "rank_by": rank_by,
                             "seed": seed})  # fmt: skip

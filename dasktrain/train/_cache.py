@@ -50,21 +50,76 @@ def choose_cache(cache: str, reads, features: list[str], workers: dict[str, dict
     if cache != "auto" or not workers:
         return "memory" if cache == "auto" else cache
     row_bytes = sum(_row_bytes(spec) for spec in reads.specs if spec.name in features)
-    total = row_bytes * sum(max(0, segment.rows) for segment in reads.segments)
-    largest = row_bytes * max((segment.rows for segment in reads.segments), default=0)
+    rows = [max(0, segment.rows) for segment in reads.segments]
+    total, largest = row_bytes * sum(rows), row_bytes * max(rows, default=0)
+    # A table never ANALYZEd has no row estimate (0): judged by it alone, it always fit in memory, and a
+    # table larger than the workers' memory killed them (issue 22). Its size on disk stands in for it.
+    stored = stored_bytes(reads) if not all(rows) else None
+    if stored:
+        total, largest = max(total, stored), max(largest, stored / len(rows))
     per_worker = max(largest, total / len(workers))
     rooms = [room for room in map(_room, workers.values()) if room is not None]
     room = min(rooms, default=None)
+    unknown = not any(rows) and bool(stored)
     if room is None or GROWTH * per_worker <= room:
+        if unknown:
+            logger.info("fit: %s has no row estimate (never ANALYZEd): judged by its %s on disk, its segments "
+                        "fit in the workers' memory (cache='memory')", _tables(reads), _size(stored))  # fmt: skip
         return "memory"
     logger.info(
         "fit: about %s of features per worker, more than its memory has room for (%s below Dask's spill "
         "threshold): each worker streams its segments to its local disk and reads them a batch at a time "
-        "(cache='disk'). Pass cache='memory' to keep them in memory anyway.",
+        "(cache='disk'). Pass cache='memory' to keep them in memory anyway.%s",
         _size(per_worker),
         _size(room),
+        f" ({_tables(reads)} has no row estimate: judged by its size on disk; run ANALYZE on it)" if unknown else "",
     )
     return "disk"
+
+
+def stored_bytes(reads) -> int | None:
+    """What the relations of ``reads`` take on disk, TOAST and indexes included (None when it cannot be read).
+
+    Stands in for the rows' size when the catalog has no row estimate: a table never ANALYZEd.
+    """
+    import psycopg2
+
+    from ..io._catalog import regclass_text
+
+    if reads.db is None:
+        return None
+    relations = sorted({segment.relation for segment in reads.segments}, key=str)
+    try:
+        with reads.db.cursor() as cur:
+            total = 0
+            for relation in relations:
+                cur.execute("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)",
+                            (regclass_text(cur, relation),))  # fmt: skip
+                total += int(cur.fetchone()[0])
+            return total
+    except psycopg2.Error:
+        return None
+
+
+def unknown_size_hint(cache: str, reads) -> str:
+    """A sentence for the error of a fit whose workers died: when ``cache="auto"`` kept in memory the segments
+    of a table with no row estimate, that they may not have fit, and what to do ("" otherwise).
+
+    >>> unknown_size_hint("disk", None)
+    ''
+    """
+    if cache != "memory" or reads is None or any(max(0, segment.rows) for segment in reads.segments):
+        return ""
+    tables = _tables(reads)
+    return (
+        f" {tables} has no row estimate (it was never ANALYZEd), so cache='auto' could not judge its size and kept "
+        f"its segments in the workers' memory: if they ran out of memory, run ANALYZE {tables} or pass "
+        f"cache='disk'."
+    )
+
+
+def _tables(reads) -> str:
+    return ", ".join(sorted({str(segment.relation) for segment in reads.segments}))
 
 
 def rows_one_worker_holds(reads, features: list[str], workers: dict[str, dict]) -> int | None:

@@ -8,9 +8,21 @@ from datetime import datetime
 
 import numpy as np
 
+from .._keras_config import cause, check_compile
 from .._model_spec import compiled_model, model_json, unflatten_weights, weight_shapes
 from .._names import identifier
-from .._params import COMPILE_KEYS, FIT_KEYS, MAX_BATCH_SIZE, parse_params, positive_int
+from .._params import (
+    COMPILE_KEYS,
+    FIT_KEYS,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_ITERATIONS,
+    MAX_RETRIES,
+    boolean,
+    bounded_repr,
+    parse_params,
+    positive_int,
+)
 from ..errors import DataError, SchemaError
 from ..models._architectures import get_architecture
 from ..models._result import TrainingResult
@@ -183,50 +195,55 @@ class _Plan:
     @classmethod
     def build(cls, **kw) -> _Plan:
         self = cls()
-        self.iterations = positive_int(kw["iterations"], "iterations")
+        self.iterations = positive_int(kw["iterations"], "iterations", maximum=MAX_ITERATIONS)
         self.metrics_every = positive_int(kw["metrics_every"], "metrics_every")
         self.checkpoint_every = positive_int(kw["checkpoint_every"], "checkpoint_every")
         keep = kw["checkpoint_keep"]
         self.checkpoint_keep = None if keep is None else positive_int(keep, "checkpoint_keep")
         retries = kw["retries"]
-        if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or retries < 0:
-            raise DataError(f"Expected retries as a whole number >= 0. Received: retries={retries!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or not 0 <= retries <= MAX_RETRIES:
+            raise DataError(
+                f"Expected retries as a whole number from 0 to {MAX_RETRIES}. Received: retries={bounded_repr(retries)}"
+            )
         self.retries = int(retries)
         seed = kw["seed"]
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
-            raise DataError(f"Expected seed as a whole number >= 0 or None. Received: seed={seed!r}")
+            raise DataError(f"Expected seed as a whole number >= 0 or None. Received: seed={bounded_repr(seed)}")
         self.seed = None if seed is None else int(seed)
         self.sync_every = None if kw["sync_every"] is None else positive_int(kw["sync_every"], "sync_every")
         self.strategy = SlowMo() if kw["strategy"] is None else kw["strategy"]
         if not isinstance(self.strategy, Strategy):
             raise TypeError(
                 f"Expected strategy=SlowMo(...), Averaging(), EASGD(...), Ensemble() or Centralized(). "
-                f"Received: {self.strategy!r}"
+                f"Received: {bounded_repr(self.strategy)}"
             )
         self.strategy.validate()
         self.replicas = check_replicas(kw["replicas"])
         if self.replicas is not None and self.strategy.centralized:
             raise DataError(
                 f"Centralized() trains one model on one worker: leave replicas unset. Received: "
-                f"replicas={self.replicas!r}"
+                f"replicas={bounded_repr(self.replicas)}"
             )
         self.early = EarlyStopping.of(kw["early_stopping"])
         self._set_params(kw["compile"], kw["fit"])
         norm = kw["normalizing_const"]
         if isinstance(norm, bool) or not isinstance(norm, int | float) or not norm > 0:
-            raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={norm!r}")
+            raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={bounded_repr(norm)}")
         self.normalizing_const = float(norm)
         x = kw["x"]  # plain columns may come joined by commas, as MADlib's independent_varname and --x do
         self.x = [c.strip() for c in x.split(",")] if isinstance(x, str) and "," in x else x
         self.y = kw["y"]
         if self.y in self.features:
             raise DataError(
-                f"y={self.y!r} is also a feature (x={self.x!r}): the label column cannot be an input of its model."
+                f"y={bounded_repr(self.y)} is also a feature (x={bounded_repr(self.x)}): the label column cannot be "
+                f"an input of its model."
             )
-        self.progress = kw["progress"]
-        self.checkpoint, self.resume = kw["checkpoint"], kw["resume"]
+        self.progress = boolean(kw["progress"], "progress")
+        self.checkpoint, self.resume = kw["checkpoint"], boolean(kw["resume"], "resume")
         if self.checkpoint is not None and (not isinstance(self.checkpoint, tuple) or len(self.checkpoint) != 3):
-            raise TypeError(f"Expected checkpoint=(db, table, name). Received: checkpoint={self.checkpoint!r}")
+            raise TypeError(
+                f"Expected checkpoint=(db, table, name). Received: checkpoint={bounded_repr(self.checkpoint)}"
+            )
         if self.resume and self.checkpoint is None:
             raise DataError("resume=True needs checkpoint=(db, table, name) to resume from.")
         self.db = kw["db"]
@@ -248,7 +265,7 @@ class _Plan:
         self.client = kw["client"]
         self.use_gpus = kw["use_gpus"]
         if self.use_gpus not in (True, False, None):
-            raise TypeError(f"Expected use_gpus=True, False or None. Received: use_gpus={self.use_gpus!r}")
+            raise TypeError(f"Expected use_gpus=True, False or None. Received: use_gpus={bounded_repr(self.use_gpus)}")
         return self
 
     def for_config(self, model, compile, fit) -> _Plan:
@@ -273,16 +290,17 @@ class _Plan:
         self.compile_params = parse_params(compile, what="compile", allowed=COMPILE_KEYS)
         if "loss" not in self.compile_params:
             raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
+        check_compile(self.compile_params)  # before the tables are looked at; Keras would only in the first round
         self.fit_params = parse_params(fit, what="fit", allowed=FIT_KEYS)
         self.batch_size = positive_int(self.fit_params.get("batch_size", 32), "batch_size", maximum=MAX_BATCH_SIZE)
-        self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs")
+        self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs", maximum=MAX_EPOCHS)
 
     def _resolve_model(self, model, initial_weights) -> None:
         self.model_arch_table = self.model_id = None
         stored = None
         if isinstance(model, tuple):
             if len(model) != 2:
-                raise TypeError(f"Expected model=(architecture_table, model_id). Received: {model!r}")
+                raise TypeError(f"Expected model=(architecture_table, model_id). Received: {bounded_repr(model)}")
             self.model_arch_table, self.model_id = model
             self.architecture, stored = get_architecture(self.db, *model)
         else:
@@ -292,7 +310,10 @@ class _Plan:
         except DataError:
             raise
         except Exception as exc:  # unknown optimizer, loss or metric names
-            raise DataError(f"Keras cannot compile the model with compile={self.compile_params!r}: {exc}") from None
+            raise DataError(
+                f"Keras cannot compile the model with compile={bounded_repr(self.compile_params)}: "
+                f"{cause(exc)}"
+            ) from None
         shapes = weight_shapes(built)
         if initial_weights is not None:
             weights = [np.asarray(w, dtype=np.float32) for w in initial_weights]
