@@ -7,7 +7,12 @@
   tables are named ``dasktrain_staging_<hash of the output's name>_<job>``, so the next job on the
   same output finds those whose owner is gone (a killed client, a database outage) and drops them.
 - Publishing is one transaction: the old output (if replacing) goes, the staging table takes its
-  name, the ledger goes.
+  name, the ledger goes. When the answer to that commit is lost (a server restart), the retry
+  counts it as done only if the output *is* this job's staging table (the same table ``oid``): a
+  restart also drops the job's lock, and the next job may have dropped its staging as left
+  behind, leaving the old output in place (issue 22: that was reported as success).
+- A job that must not replace its output claims the output's name for as long as it runs, so a
+  second such job is refused before any work rather than at the end.
 """
 
 from __future__ import annotations
@@ -22,17 +27,17 @@ import psycopg2
 from psycopg2 import sql
 
 from .._names import TableName
-from ..errors import SchemaError
-from ._catalog import exists
+from ..errors import SchemaError, TableExistsError
+from ._catalog import exists, regclass_text
 from ._database import Database, open_connection, transaction
-from ._locks import hold_while_running, owner_is_gone
+from ._locks import claim_output, hold_while_running, lock_for_creation, owner_is_gone
 from ._retry import retrying
 
 logger = logging.getLogger("dasktrain")
 PREFIX = "dasktrain_staging_"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Staging:
     """The staging and ledger tables of one job writing ``output``.
 
@@ -43,6 +48,7 @@ class Staging:
     output: TableName
     table: TableName
     ledger: TableName
+    oid: int | None = None  # the staging table's, once created: still its oid once it is the output
 
     @classmethod
     def new(cls, output: TableName) -> Staging:
@@ -60,14 +66,21 @@ class Staging:
             ),
         ]
 
-    def start(self, db: Database, columns: sql.Composable, distributed_by: str | None):
+    def start(self, db: Database, columns: sql.Composable, distributed_by: str | None, *, replace: bool = True):
         """Drop stale staging tables of the same output, create this job's, and mark the job alive.
 
-        Returns the connection holding the job's lock: close it when the job ends.
+        Without ``replace``, also claim the output's name: :class:`TableExistsError` when another
+        job that must not replace it is writing it now. Returns the connection holding the job's
+        locks: close it when the job ends.
         """
         holder = db.connection()
         try:
             with transaction(holder) as cur:
+                if not replace and not claim_output(cur, self.output):
+                    raise TableExistsError(
+                        f"Another job is writing the new table {str(self.output)!r} now: wait for it, or pass "
+                        f"replace=True (--replace) to replace what it writes."
+                    )
                 hold_while_running(cur, self.table)
             with db.cursor() as cur:
                 for stale in _stale_tables(cur, self.output):
@@ -81,6 +94,7 @@ class Staging:
                         self.table.sql, sql.Literal(f"dasktrain staging for {self.output}; dropped when done")
                     )
                 )
+                self.oid = _oid(cur, self.table)
         except BaseException:
             holder.close()
             raise
@@ -106,13 +120,29 @@ class Staging:
         """Put the staging table in place of the output in one transaction; return its rows.
 
         ``retype`` maps columns written as text to the SQL type (a ``pg_type`` name, e.g. ``"bool"``)
-        they get in the output, in the same transaction.
+        they get in the output, in the same transaction. Raises :class:`SchemaError` when the job's
+        rows cannot be published (its staging table is gone and the output is not it), and
+        :class:`TableExistsError` when, without ``replace``, another job created the output meanwhile.
         """
 
         def swap() -> int:
             with db.cursor() as cur:
-                if not exists(cur, self.table) and not exists(cur, self.ledger) and exists(cur, self.output):
+                lock_for_creation(cur, self.output)  # publishers of one output, one at a time
+                if self.oid is not None and _oid(cur, self.output) == self.oid:
                     return rows_written  # an earlier attempt committed; only its answer was lost
+                if not exists(cur, self.table) or not exists(cur, self.ledger):
+                    raise SchemaError(
+                        f"Nothing was published into {str(self.output)!r}: this job's staging table "
+                        f"{str(self.table)!r} is gone, dropped as left behind by another job on the same output "
+                        f"after the database lost this job's lock (a server restart). "
+                        + ("The output keeps its previous rows. " if exists(cur, self.output) else "")
+                        + "Run the job again."
+                    )
+                if not replace and exists(cur, self.output):
+                    raise TableExistsError(
+                        f"Output table {str(self.output)!r} was created by another job while this one ran: "
+                        f"nothing was published. Pass replace=True (--replace) to replace it."
+                    )
                 cur.execute(sql.SQL("SELECT count(*), coalesce(sum(rows), 0) FROM {}").format(self.ledger.sql))
                 written, rows = cur.fetchone()
                 if written != segments:
@@ -184,6 +214,12 @@ class SegmentWriter:
                 conn.close()
 
         return retrying(f"Writing segment {segment} into {self.label!r}", attempt)
+
+
+def _oid(cur, table: TableName) -> int | None:
+    """The table's ``oid`` (kept when it is renamed), None when there is no such table."""
+    cur.execute("SELECT to_regclass(%s)::oid", (regclass_text(cur, table),))
+    return cur.fetchone()[0]
 
 
 def _prefix(output: TableName) -> str:

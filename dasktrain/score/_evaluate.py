@@ -7,7 +7,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from .._names import TableName, identifier
-from .._params import MAX_BATCH_SIZE, positive_int
+from .._params import MAX_BATCH_SIZE, boolean, positive_int
 from ..errors import DataError, TableExistsError
 from ..io._catalog import exists, refuse_protected_output
 from ..io._database import Database, connect
@@ -75,8 +75,10 @@ def evaluate(
     from ..runtime._cluster import client_or_local
     from ..runtime._placement import placement
     from ._columns import check_features, feature_columns
-    from ._predict import _shared, protected_tables, run_segments
+    from ._predict import _shared, protected_tables
+    from ._segments import run_segments
 
+    replace, skip_nonfinite = boolean(replace, "replace"), boolean(skip_nonfinite, "skip_nonfinite")
     db = connect(db)
     scorer = scoring_model(model_table, db=db, name=name, version=version, mst_key=mst_key)
     if not scorer.compile_params.get("loss"):
@@ -119,7 +121,7 @@ def _evaluate_partition(
     """One segment's row count and loss and metrics (runs on a worker)."""
     from ..io._tensor_column import is_tensor_series, series_to_numpy
     from ._columns import class_labels
-    from ._predict import finite_rows
+    from ._segments import finite_rows
 
     X = features(scorer, partition, x)
     column = partition[y]

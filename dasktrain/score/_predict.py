@@ -9,7 +9,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from .._names import TableName, identifier
-from .._params import MAX_BATCH_SIZE, positive_int
+from .._params import MAX_BATCH_SIZE, boolean, positive_int
 from ..errors import DataError, SchemaError, TableExistsError
 from ..io import _pgbinary
 from ..io._catalog import exists, refuse_protected_output, table_info
@@ -26,6 +26,7 @@ from ._scoring import (
     probabilities,
     scoring_model,
 )
+from ._segments import finite_rows, run_segments
 
 logger = logging.getLogger("dasktrain")
 
@@ -86,6 +87,7 @@ def predict(
     """
     import dask
 
+    skip_nonfinite = boolean(skip_nonfinite, "skip_nonfinite")
     scorer = scoring_model(model, class_values=class_values, normalizing_const=normalizing_const)
     pred_type = check_pred_type(pred_type, len(scorer.class_values))
     columns = feature_columns(x or scorer.x)
@@ -158,7 +160,8 @@ def predict_table(
         Unique integer id column of the source, copied into the output.
     by : str, optional
         Score each row with the model of its group: ``by`` is the source's column holding the group
-        values that :func:`fit_groups` trained a model for (a row of a group without one is an error).
+        values that :func:`fit_groups` trained a model for. A row of a group without one, or whose
+        ``by`` is NULL, is an error (the NULL rows are counted before any work).
     x : str or list of str, optional
         The feature column, or plain numeric columns (a list, or names joined by commas); default:
         the columns the model was trained on.
@@ -194,6 +197,7 @@ def predict_table(
     from ..runtime._cluster import client_or_local
     from ..runtime._placement import placement
 
+    replace, skip_nonfinite = boolean(replace, "replace"), boolean(skip_nonfinite, "skip_nonfinite")
     db = connect(db)
     groups = None
     if by is not None:
@@ -241,7 +245,7 @@ def _score_table(db, scorer, parts, output, x, id, pred_type, batch_size, skip_n
     import dask
 
     staging = Staging.new(output)
-    holder = staging.start(db, _OUTPUT_COLUMNS, "id" if db.dialect.distributed else None)
+    holder = staging.start(db, _OUTPUT_COLUMNS, "id" if db.dialect.distributed else None, replace=replace)
     try:
         writer = staging.writer(db.dsn)
         shared = _shared(scorer)
@@ -304,6 +308,14 @@ def _check_source(cur, source: TableName, id: str, columns: list[str], by: str |
     )
     if cur.fetchone()[0]:
         raise DataError(f"The id column {id!r} of {str(source)!r} is not unique: every row needs its own id.")
+    if by is not None:
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(source.sql, sql.Identifier(by)))
+        missing = cur.fetchone()[0]
+        if missing:
+            raise DataError(
+                f"{missing} rows of {str(source)!r} have no {by} (NULL), so no group's model can score them. "
+                f"Score them with a single model, or give them a group, first."
+            )
 
 
 def _score_and_write(
@@ -360,47 +372,3 @@ def _scored(partition, scorer: ScoringModel, x, id, pred_type, batch_size, skip_
     if keep is not None:
         ids, X = ids[keep], X[keep]
     return prediction_rows(ids, probabilities(scorer, X, batch_size), pred_type), skipped
-
-
-def finite_rows(X: np.ndarray, ids: np.ndarray | None, skip: bool, where: str) -> np.ndarray | None:
-    """Which rows have only finite features: None when all do; else refuse, or with ``skip`` a mask.
-
-    >>> finite_rows(np.array([[0.0], [np.nan]]), np.array([7, 8]), True, "segment 0").tolist()
-    [True, False]
-    """
-    if not len(X):
-        return None
-    ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1)
-    if ok.all():
-        return None
-    if not skip:
-        which = f"ids {ids[~ok][:5].tolist()}" if ids is not None else f"rows {np.flatnonzero(~ok)[:5].tolist()}"
-        raise DataError(
-            f"{where}: {int((~ok).sum())} row(s) have NaN or infinite features ({which}). Clean them, or pass "
-            f"skip_nonfinite=True (--skip-nonfinite) to skip and count them."
-        )
-    return ok
-
-
-def run_segments(tasks: list, client, progress: bool, label: str, placed: dict | None = None) -> list:
-    """Compute one task per segment on the cluster with a progress bar; return their results.
-
-    ``placed``: task options from :func:`~dasktrain.runtime._placement.task_options` (GPU workers only).
-    """
-    from tqdm.auto import tqdm
-
-    from ..runtime._cluster import client_or_local
-    from ..runtime._guard import gather, wait_for_workers
-
-    if not tasks:
-        return []
-    with client_or_local(client) as client:
-        wait_for_workers(client, label)
-        futures = client.compute(tasks, **(placed or {}))
-        try:
-            with tqdm(total=len(futures), unit="segment", desc=label, disable=not progress) as bar:
-                return gather(client, futures, [f"segment {k}" for k in range(len(futures))], label, bar=bar)
-        finally:
-            # Release the tasks now: results lost with a worker later are not recomputed for nothing.
-            for future in futures:
-                future.release()

@@ -7,6 +7,7 @@ column's name), ``class_value``, ``prob`` and ``rank``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -109,7 +110,7 @@ def _scoring_model(architecture, members, stored, class_values, normalizing_cons
     stored_classes, stored_norm, class_name, x, compile_params, label_type = stored
     members = [[np.asarray(w, dtype=np.float32) for w in m] for m in members]
     outputs = _output_size(architecture)
-    chosen = class_values if class_values is not None else stored_classes
+    chosen = class_values if class_values is not None else _covering(stored_classes, label_type, max(outputs, 2))
     chosen = [str(c) for c in chosen] if chosen is not None else [str(i) for i in range(max(outputs, 2))]
     if len(chosen) != max(outputs, 2):
         raise DataError(f"{len(chosen)} class_values given, but the model scores {max(outputs, 2)} classes.")
@@ -117,6 +118,9 @@ def _scoring_model(architecture, members, stored, class_values, normalizing_cons
     if isinstance(norm, bool) or not isinstance(norm, int | float) or not norm > 0:
         raise DataError(f"Expected a positive normalizing_const. Received: normalizing_const={norm!r}")
     digest = hashlib.sha256(architecture.encode())
+    # Workers cache compiled models by this token: two models with the same weights but another
+    # loss or metric must not share one (evaluate reported the first one's metric, issue 22).
+    digest.update(json.dumps(compile_params, sort_keys=True, default=repr).encode())
     for member in members:
         for w in member:
             digest.update(w.tobytes())
@@ -124,6 +128,29 @@ def _scoring_model(architecture, members, stored, class_values, normalizing_cons
         architecture, members, chosen, float(norm), class_name, x, compile_params, digest.hexdigest()[:16],
         label_type if class_values is None else None,
     )
+
+
+def _covering(stored: list | None, label_type: str | None, classes: int) -> list | None:
+    """Stored integer class values, filled in to every class the model scores.
+
+    Integer labels index the outputs; models saved before issue 22 recorded only the labels their
+    data held (9 of a 10-output model's classes), and could not be scored. Text labels (with a
+    ``label_type``) are kept as they are.
+
+    >>> _covering(["0", "1", "3"], None, 5)
+    [0, 1, 2, 3, 4]
+    >>> _covering(["b", "a"], "text", 3)
+    ['b', 'a']
+    """
+    if stored is None or label_type is not None or len(stored) >= classes:
+        return stored
+    try:
+        numbers = [int(str(value)) for value in stored]
+    except ValueError:
+        return stored
+    if [str(n) for n in numbers] != [str(v) for v in stored] or not all(0 <= n < classes for n in numbers):
+        return stored
+    return list(range(classes))
 
 
 def load_keras_file(path):

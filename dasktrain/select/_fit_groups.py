@@ -56,7 +56,9 @@ def fit_groups(
     model, x, y, compile, fit, iterations, strategy, normalizing_const, seed, client, db, progress
         As for :func:`fit`.
     by : str
-        The grouping column (any type; its values are kept as text in the model table).
+        The grouping column (any type; its values are kept as text in the model table). Rows whose
+        ``by`` is NULL are refused before any training, with a :class:`DataError` naming how many:
+        leave them out, or give them a group, first.
     max_group_rows : int, optional
         Default: for a table, the rows that fit in the smallest worker's memory below Dask's spill
         threshold (from the catalog's column sizes); for a DataFrame, no limit.
@@ -138,13 +140,21 @@ def fit_groups(
 
 
 def _group_sizes(frame, by: str, plan):
-    """Each group's row count, in one pass that also checks integer labels against the model's classes."""
+    """Each group's row count, in one pass that also checks integer labels against the model's classes
+    and refuses rows without a group (a group by would drop them unseen)."""
+    import dask
     import numpy as np
 
     if frame[plan.y].dtype.kind not in "iu":
-        sizes = frame[by].value_counts().compute()
+        sizes, missing = dask.compute(frame[by].value_counts(), frame[by].isna().sum())
     else:
-        stats = frame.groupby(by)[plan.y].agg(["count", "min", "max"]).compute()
+        stats, missing = dask.compute(frame.groupby(by)[plan.y].agg(["count", "min", "max"]), frame[by].isna().sum())
+    if missing:
+        raise DataError(
+            f"fit_groups: {int(missing)} rows have no {by} (NULL): every row needs a group. Leave them out "
+            f"(WHERE {by} IS NOT NULL, or frame[frame[{by!r}].notna()]) or give them a value first."
+        )
+    if frame[plan.y].dtype.kind in "iu":
         classes = plan.output_shape[-1] if plan.output_shape else 1
         if "sparse" in str(plan.compile_params.get("loss", "")):
             bad = stats[(stats["min"] < 0) | (stats["max"] >= classes)]
