@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Mapping
 
@@ -221,10 +222,50 @@ def _rows(models: list, brackets: dict, status: dict) -> list[dict]:
 def _fingerprint(configs) -> str:
     """A digest of the configurations drawn, so a resume with other search spaces is refused.
 
+    A model given as such is digested without its layers' names: Keras names a rebuilt model's
+    layers anew (``dense_1``, then ``dense_3`` in the same process), and the same architecture
+    must resume its search (issue 22). Architecture-table configurations digest as before.
+
     >>> len(_fingerprint([]))
     16
     """
     digest = hashlib.sha256()
     for config in configs:
-        digest.update(repr(dataclasses.astuple(config)).encode())
+        fields = dataclasses.astuple(config)
+        if isinstance(config.model, str):
+            fields = (config.mst_key, unnamed_architecture(config.model), config.compile_params, config.fit_params)
+        digest.update(repr(fields).encode())
     return digest.hexdigest()[:16]
+
+
+def unnamed_architecture(architecture: str) -> str:
+    """A model's JSON with each name (the model's, its layers', Keras's automatic ones) replaced by its
+    number in order of appearance, so two builds of one architecture read the same.
+
+    >>> a = '{"class_name": "Sequential", "config": {"name": "sequential_3", "layers": ['
+    >>> b = '{"class_name": "Dense", "config": {"name": "dense_7", "units": 2}}]}}'
+    >>> unnamed_architecture(a + b)
+    '{"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "config": {"name": "#1", \
+"units": 2}}], "name": "#0"}}'
+    """
+    config = json.loads(architecture)
+    names: dict[str, str] = {}
+    stack = [config]
+    while stack:  # breadth-first: the model's name, then its layers' in order
+        value = stack.pop(0)
+        if isinstance(value, dict):
+            inner = value.get("config")
+            if "class_name" in value and isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                names.setdefault(inner["name"], f"#{len(names)}")
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+    def renamed(value):
+        if isinstance(value, dict):
+            return {key: renamed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [renamed(item) for item in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    return json.dumps(renamed(config), sort_keys=True)
