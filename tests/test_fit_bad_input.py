@@ -107,3 +107,22 @@ def test_the_label_as_a_feature(attempt, x, y):
 
 def test_weights_that_do_not_fit_the_model(attempt):
     attempt(DataError, "initial_weights have shapes", initial_weights=[np.zeros((2, 2))])
+
+
+@pytest.mark.parametrize(
+    "select, match",
+    [
+        ("SELECT x, y FROM fit_digits_train", "is bytea with no recorded dtype and shape"),
+        ("SELECT x::text::bytea AS x, date '2020-01-01' + y::int AS y FROM fit_digits_train", "no recorded dtype"),
+        ("SELECT ARRAY[1.0, 2.0]::real[] AS x, date '2020-01-01' + y::int AS y FROM fit_digits_train",
+         "holds neither numbers, text nor booleans"),
+    ],
+)  # fmt: skip
+def test_columns_a_fit_cannot_use_are_refused_from_the_catalog(db, digits, table_name, select, match):
+    """Once refused only after the cluster had read them (about 40 s on the command line)."""
+    with db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table_name} AS {select}")
+    not_a_client = object()  # any use of a cluster would fail with AttributeError, not SchemaError
+    with pytest.raises(SchemaError, match=match):
+        dasktrain.fit(table_name, mlp(), x="x", y="y", db=db, client=not_a_client, compile=COMPILE, iterations=1,
+                      progress=False)  # fmt: skip

@@ -52,6 +52,31 @@ def refuse_text_features(text: list[str], features: list[str], role: str) -> Non
         )
 
 
+def check_read_columns(specs, features: list[str], y: str, table: str, role: str) -> None:
+    """Refuse, from the catalog alone, columns a fit cannot use: text features, ``bytea`` without a
+    recorded dtype and shape, and a label that is neither numbers, text nor boolean (a date, JSON).
+
+    ``specs`` are the read's :class:`~dasktrain.io._columns.ColumnSpec`.
+    """
+    from ..io._columns import BYTES, TEXT
+
+    kinds = {spec.name: spec for spec in specs}
+    refuse_text_features([name for name, spec in kinds.items() if spec.kind == TEXT], features, role)
+    raw = [name for name in [*features, y] if kinds[name].kind == BYTES]
+    if raw:
+        raise SchemaError(
+            f"{role} column {raw[0]!r} of {table!r} is bytea with no recorded dtype and shape. dasktrain's loaders "
+            f"record them in {table + '_summary'!r} (MADlib's layout); a view or a CREATE TABLE AS copy of a loaded "
+            f"table has none: read the loaded table itself, or store the arrays as real[]."
+        )
+    label = kinds[y]
+    if label.kind == TEXT and label.cast is not None:  # neither text nor a number: read only by casting to text
+        raise SchemaError(
+            f"{role} label column {y!r} of {table!r} holds neither numbers, text nor booleans: cast it in SQL "
+            f"(a view with {y}::text for classes, or a number), or choose another label."
+        )
+
+
 def is_text(dtype) -> bool:
     """Whether a frame's column of this dtype holds text or dates (object columns may hold arrays: not judged).
 
