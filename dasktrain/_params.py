@@ -21,7 +21,15 @@ MAX_EPOCHS = 10**6
 MAX_RETRIES = 100  # times a round may be retried after losing workers
 MAX_CONFIGS = 10_000  # configurations one search may train: each is a model on every worker
 COMPILE_KEYS = {"optimizer", "loss", "metrics", "loss_weights", "weighted_metrics", "jit_compile", "run_eagerly"}
+#: Keras fit parameters a stored model's ``fit_params`` may hold (MADlib's); a fit refuses those in
+#: :data:`UNSUPPORTED_FIT_KEYS`, each once accepted and ignored (issue 22).
 FIT_KEYS = {"batch_size", "epochs", "verbose", "shuffle", "class_weight", "sample_weight", "validation_split"}
+UNSUPPORTED_FIT_KEYS = {
+    "validation_split": "pass validation= (a table or a dask DataFrame of held-out rows) instead",
+    "verbose": "pass progress=True or False instead (the command line's --quiet)",
+    "sample_weight": "weighing rows by a column is not supported yet; class_weight={class: weight} weighs them by "
+    "their class",
+}
 
 
 def positive_int(value, label: str, *, maximum: int | None = None) -> int:
@@ -100,6 +108,20 @@ def parse_params(params: str | Mapping | None, *, what: str, allowed: set[str] |
             f"Unknown {what} parameter {bounded_repr(unknown[0])}. Known: {', '.join(sorted(allowed))}."
         )
     return result
+
+
+def refuse_unsupported_fit(params: Mapping) -> None:
+    """Refuse, before any work, the fit parameters a fit would not honour, saying what to use instead.
+
+    >>> refuse_unsupported_fit({"batch_size": 32, "verbose": 0})
+    Traceback (most recent call last):
+    ...
+    dasktrain.errors.DataError: fit parameter verbose is not supported: pass progress=True or False instead (the \
+command line's --quiet).
+    """
+    for key, instead in UNSUPPORTED_FIT_KEYS.items():
+        if key in params:
+            raise DataError(f"fit parameter {key} is not supported: {instead}.")
 
 
 def _parse_keywords(text: str, what: str) -> dict:

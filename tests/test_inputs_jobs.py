@@ -87,7 +87,8 @@ def test_flags_are_checked_as_job_keys_are(capsys, argv, message):
 
 def test_fit_iterations_from_a_flag_are_bounded(capsys):
     argv = ["fit", "--dsn", "postgresql://nobody@127.0.0.1:1/none", "--data", "d", "--model-arch-table", "a",
-            "--model-id", "1", "--compile", "loss='mse'", "--model-table", "m", "--iterations", str(10**26)]  # fmt: skip
+            "--model-id", "1", "--compile", "loss='mse'", "--model-table", "m",
+            "--iterations", str(10**26)]  # fmt: skip
     assert cli.main(argv) == 2
     assert "--iterations must be a whole number from 1 to 1000000" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._model_spec import model_json
-from .._params import COMPILE_KEYS, FIT_KEYS, MAX_CONFIGS, bounded_repr, parse_params
+from .._params import COMPILE_KEYS, FIT_KEYS, MAX_CONFIGS, bounded_repr, parse_params, refuse_unsupported_fit
 from ..errors import DataError
 from ._distributions import Distribution
 
@@ -93,6 +93,7 @@ def model_configs(
     models = _architectures(architectures)
     compile_space = _space(compile, "compile", COMPILE_KEYS | {"learning_rate"})
     fit_space = _space(fit or {}, "fit", FIT_KEYS)
+    refuse_unsupported_fit(fit_space)
     if "loss" not in compile_space:
         raise DataError("compile= needs a loss, e.g. 'loss': 'sparse_categorical_crossentropy'.")
     if search == "grid":

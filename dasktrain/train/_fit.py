@@ -22,6 +22,7 @@ from .._params import (
     bounded_repr,
     parse_params,
     positive_int,
+    refuse_unsupported_fit,
 )
 from ..errors import DataError, SchemaError
 from ..models._architectures import get_architecture
@@ -29,7 +30,8 @@ from ..models._result import TrainingResult
 from ..runtime._cluster import client_or_local
 from ..strategies import SlowMo, Strategy
 from ._cache import check_cache
-from ._checks import check_stats, is_text, refuse_text_features
+from ._checks import check_read_columns, check_stats, is_text, refuse_text_features
+from ._class_weights import class_weight_table
 from ._early_stopping import EarlyStopping
 from ._labels import check_classes, label_classes
 from ._replicas import check_replicas
@@ -99,7 +101,11 @@ def fit(
         ``"optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy']"``
         (parsed as literals, never evaluated).
     fit : dict or str, optional
-        Keras fit arguments: ``batch_size`` (default 32), ``epochs`` per round (default 1), ``shuffle``.
+        Keras fit arguments: ``batch_size`` (default 32), ``epochs`` per round (default 1), ``shuffle``
+        (True or False, default True) and ``class_weight``, a dict ``{class: weight}`` weighing each
+        row's loss by its class (for text or boolean labels, the keys are the class values).
+        ``validation_split``, ``verbose`` and ``sample_weight`` are refused: pass ``validation=``
+        and ``progress=`` instead (weighing rows by a column is not supported yet).
     iterations : int
         Number of rounds.
     strategy : Strategy, default SlowMo()
@@ -262,6 +268,7 @@ class _Plan:
         self._resolve_model(kw["model"], kw["initial_weights"])
         self.classes, self.label_type = label_classes(self.data, self.y)
         check_classes(self.classes, self.output_shape, str(self.compile_params.get("loss", "")), self.y)
+        self._set_class_weights()
         self.client = kw["client"]
         self.use_gpus = kw["use_gpus"]
         if self.use_gpus not in (True, False, None):
@@ -274,6 +281,7 @@ class _Plan:
         plan = copy.copy(self)
         plan._set_params(compile, fit)
         plan._resolve_model(model, None)
+        plan._set_class_weights()
         return plan
 
     def job(self, fit_id: str, **extra):
@@ -281,8 +289,8 @@ class _Plan:
         from ._worker import Job
 
         return Job(fit_id=fit_id, architecture=self.architecture, compile=self.compile_params,
-                   batch_size=self.batch_size, epochs=self.epochs, shuffle=bool(self.fit_params.get("shuffle", True)),
-                   seed=self.seed, **extra)  # fmt: skip
+                   batch_size=self.batch_size, epochs=self.epochs, shuffle=self.shuffle, seed=self.seed,
+                   class_weights=self.class_weights, **extra)  # fmt: skip
 
     # -- resolving inputs --------------------------------------------------------------------------
 
@@ -292,8 +300,16 @@ class _Plan:
             raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         check_compile(self.compile_params)  # before the tables are looked at; Keras would only in the first round
         self.fit_params = parse_params(fit, what="fit", allowed=FIT_KEYS)
+        refuse_unsupported_fit(self.fit_params)
+        self.shuffle = boolean(self.fit_params.get("shuffle", True), "shuffle")
         self.batch_size = positive_int(self.fit_params.get("batch_size", 32), "batch_size", maximum=MAX_BATCH_SIZE)
         self.epochs = positive_int(self.fit_params.get("epochs", 1), "epochs", maximum=MAX_EPOCHS)
+
+    def _set_class_weights(self) -> None:
+        """fit's ``class_weight`` as one weight per class number, for the workers' batches (checked once the
+        label's classes and the model's outputs are known, before any work)."""
+        self.class_weights = class_weight_table(self.fit_params.get("class_weight"), self.classes, self.output_shape,
+                                                self.y)  # fmt: skip
 
     def _resolve_model(self, model, initial_weights) -> None:
         self.model_arch_table = self.model_id = None
@@ -334,11 +350,10 @@ class _Plan:
         import dask.dataframe as dd
 
         if isinstance(data, str):
-            from ..io._columns import TEXT
             from ..io._read import plan_reads
 
             reads = plan_reads(self.db, data, columns=[*self.features, self.y])
-            refuse_text_features([s.name for s in reads.reader.specs if s.kind == TEXT], self.features, role)
+            check_read_columns(reads.reader.specs, self.features, self.y, data, role)
             return reads, data
         if not isinstance(data, dd.DataFrame):
             raise TypeError(f"Expected {role} as a dask DataFrame or a table name. Received: {type(data).__name__}")

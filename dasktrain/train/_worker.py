@@ -28,6 +28,7 @@ from .._stateful_layers import set_weights
 from ..errors import TrainingDivergedError
 from ..models._fit_state import ReplicaState
 from ..strategies import Strategy, WeightedSum
+from ._class_weights import batch_weights
 from ._segment_data import SegmentData, segment_finite
 
 NAME = "dasktrain-training"
@@ -46,6 +47,7 @@ class Job:
     shuffle: bool = True
     replicas: int = 1  # how many models train in parallel each round (for learning-rate rules)
     seed: int | None = None  # seeds each round's shuffle: (seed, replica, iteration) -> one permutation
+    class_weights: tuple[float, ...] | None = None  # fit's class_weight, by class number
     model_key: str = field(init=False)
 
     def __post_init__(self):
@@ -276,7 +278,9 @@ def _train(model, data: SegmentData, job: Job, rng) -> dict[str, float]:
         totals: dict[str, float] = {}
         for start in range(0, data.rows, job.batch_size):
             batch = slice(start, start + job.batch_size) if order is None else order[start : start + job.batch_size]
-            logs = model.train_on_batch(data.features(batch), data.y[batch], return_dict=True)
+            labels = data.y[batch]
+            logs = model.train_on_batch(data.features(batch), labels, sample_weight=batch_weights(job.class_weights,
+                                        labels), return_dict=True)  # fmt: skip
             size = min(job.batch_size, data.rows - start)
             for name, value in logs.items():
                 totals[name] = totals.get(name, 0.0) + float(value) * size
