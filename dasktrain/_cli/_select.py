@@ -37,7 +37,9 @@ def search_space(value, what: str) -> dict:
             elif isinstance(arguments, list) and len(arguments) == 2:
                 space[key] = getattr(dasktrain, kind)(*arguments)
             else:
-                raise DasktrainError(f"{what} {key}: {kind} takes [low, high]. Received: {bounded_repr(arguments)}")
+                raise DasktrainError(
+                    f"{what} {bounded_repr(key)}: {kind} takes [low, high]. Received: {bounded_repr(arguments)}"
+                )
     return space
 
 
