@@ -25,10 +25,12 @@ BAD_COMPILE = [
 
 
 @pytest.mark.parametrize("compile, message", BAD_COMPILE)
-def test_fit_resolves_losses_and_metrics_before_any_work(compile, message):
-    # A DSN that cannot connect: resolving them must come before the data is looked at.
+def test_fit_resolves_losses_and_metrics_before_any_work(db, digits, compile, message):
+    # The tables are checked first (a second, without Keras), then the compile parameters, before any cluster.
+    not_a_client = object()  # any use of a cluster would fail with AttributeError, not DataError
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace("{", r"\{")):
-        dasktrain.fit("d", mlp(), x="x", y="y", compile=compile, iterations=1, db=NOWHERE)
+        dasktrain.fit("fit_digits_train", mlp(), x="x", y="y", compile=compile, iterations=1, db=db,
+                      client=not_a_client)  # fmt: skip
 
 
 def test_aliases_keras_resolves_from_the_labels_pass():
@@ -39,13 +41,14 @@ def test_aliases_keras_resolves_from_the_labels_pass():
     check_compile({"loss": {"class_name": "MeanSquaredError", "config": {}}})
 
 
-def test_a_search_and_groups_resolve_them_too():
+def test_a_search_and_groups_resolve_them_too(db, digits):
+    not_a_client = object()
     with pytest.raises(DataError, match="Unknown loss 'nosuchloss'"):
         configs = dasktrain.model_configs(mlp(), compile={"loss": "nosuchloss"})
-        dasktrain.fit_multiple("d", configs, x="x", y="y", iterations=1, db=NOWHERE)
+        dasktrain.fit_multiple("fit_digits_train", configs, x="x", y="y", iterations=1, db=db, client=not_a_client)
     with pytest.raises(DataError, match="Unknown metric 'nosuch'"):
-        dasktrain.hyperband("d", mlp(), compile={"loss": "mse", "metrics": ["nosuch"]}, R=3, x="x", y="y",
-                            validation="v", db=NOWHERE)  # fmt: skip
+        dasktrain.hyperband("fit_digits_train", mlp(), compile={"loss": "mse", "metrics": ["nosuch"]}, R=3, x="x",
+                            y="y", validation="fit_digits_test", db=db, client=not_a_client)  # fmt: skip
 
 
 def test_architectures_load_refuses_json_nested_too_deeply(capsys, tmp_path):

@@ -265,6 +265,7 @@ class _Plan:
         self.validation, self.validation_table = (None, None)
         if kw["validation"] is not None:
             self.validation, self.validation_table = self._frame(kw["validation"], "validation")
+        check_compile(self.compile_params)  # after the tables (it imports Keras), before any work
         self._resolve_model(kw["model"], kw["initial_weights"])
         self.classes, self.label_type = label_classes(self.data, self.y)
         check_classes(self.classes, self.output_shape, str(self.compile_params.get("loss", "")), self.y)
@@ -280,6 +281,7 @@ class _Plan:
         (:func:`dasktrain.fit_multiple`'s configurations: the data is planned once)."""
         plan = copy.copy(self)
         plan._set_params(compile, fit)
+        check_compile(plan.compile_params)
         plan._resolve_model(model, None)
         plan._set_class_weights()
         return plan
@@ -298,7 +300,6 @@ class _Plan:
         self.compile_params = parse_params(compile, what="compile", allowed=COMPILE_KEYS)
         if "loss" not in self.compile_params:
             raise DataError("compile= needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
-        check_compile(self.compile_params)  # before the tables are looked at; Keras would only in the first round
         self.fit_params = parse_params(fit, what="fit", allowed=FIT_KEYS)
         refuse_unsupported_fit(self.fit_params)
         self.shuffle = boolean(self.fit_params.get("shuffle", True), "shuffle")
