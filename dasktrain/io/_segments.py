@@ -85,8 +85,8 @@ class Segment:
             conditions = [] if local else [sql.SQL("gp_segment_id = {}").format(sql.Literal(self.gp_segment_id))]
             if self.share is not None:
                 j, m = self.share
-                # ctid is unique within a segment's relation and fixed under one snapshot; its hash shares
-                # the rows near evenly, whatever the table's columns (heap and append-optimized alike).
+                # A row's ctid is fixed while the read's lock holds, so each row falls in exactly one share;
+                # its hash spreads the rows near evenly, whatever the table's columns (heap and AO alike).
                 conditions.append(
                     sql.SQL("(hashtext(ctid::text) & 2147483647) % {} = {}").format(sql.Literal(m), sql.Literal(j))
                 )
