@@ -11,7 +11,7 @@ from ..errors import DasktrainError
 from ..models._result import TrainingResult
 from ..runtime._guard import WorkersLost, gather
 from . import _worker
-from ._cluster_segments import cancel_pending
+from ._cluster_segments import release_pending
 
 logger = logging.getLogger("dasktrain")
 
@@ -77,7 +77,7 @@ class Checkpoints:
             states = gather(client, futures, [f"replica {r.id}" for r in replicas], "fit",
                             watch={r.worker for r in replicas})  # fmt: skip
         except WorkersLost:
-            cancel_pending(client, futures)  # pinned to the lost worker, they would wait there for good
+            release_pending(futures)  # pinned to the lost worker, they would wait there for good
             logger.warning("fit: iteration %d: a worker left; this checkpoint keeps no optimizer state", iteration)
             return None
         if any(s is None for s in states):

@@ -6,7 +6,6 @@ read; training (:mod:`._training`) groups them into replicas, and model selectio
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -125,17 +124,18 @@ class ClusterSegments:
         ]
 
 
-def cancel_pending(client, futures) -> None:
-    """Cancel, on the scheduler, the futures not finished and whatever depends on them.
+def release_pending(futures) -> None:
+    """Let the scheduler forget the futures not finished (and what they alone kept: segments read
+    again, a scattered model), whoever else still holds them.
 
-    A task pinned to a worker that was lost waits there ('no-worker') for as long as anything
-    holds its future (a progress callback does), keeping the segments it reads and the model it
-    starts from on the cluster after ``fit`` returns (issue 22).
+    A task pinned to a worker that was lost waits there ('no-worker') for as long as its future
+    lives, and a progress callback keeps it alive until it ends, which it never does (issue 22).
+    Releasing marks the future cancelled, which also ends the callback's wait. Not
+    ``client.cancel``: it fails inside the scheduler on a dependent no client wants any more.
     """
-    pending = [f for f in futures if f.status != "finished"]
-    if pending:
-        with contextlib.suppress(Exception):  # the scheduler may be gone too
-            client.cancel(pending, force=True)
+    for future in futures:
+        if future.status != "finished":
+            future.release()
 
 
 def planned_reads(source):

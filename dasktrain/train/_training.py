@@ -30,7 +30,7 @@ from ..runtime._placement import devices_used, resolve_use_gpus, task_options
 from . import _evaluation, _worker
 from ._cache import choose_cache
 from ._checkpoints import Checkpoints
-from ._cluster_segments import ClusterSegments, cancel_pending, planned_reads
+from ._cluster_segments import ClusterSegments, planned_reads, release_pending
 from ._labels import trained_classes
 from ._progress import FitProgress
 from ._reducer import tree_reduce
@@ -120,7 +120,7 @@ class Training:
             for segments in (self.train, self.validation):
                 if segments is not None:
                     segments.release()
-            self._cancel([*self.carried.values(), *self.resumed.values()])
+            release_pending([*self.carried.values(), *self.resumed.values()])
             self.carried, self.resumed = {}, {}  # a traceback keeping this object keeps no state on the cluster
             with contextlib.suppress(Exception):  # workers may be gone; their state goes with them
                 client.run(_worker.forget_fit, self.job.fit_id, self.gpu)
@@ -218,6 +218,8 @@ class Training:
         """Run one round; errors that end the fit say where its last checkpoint is."""
         try:
             return self._retried_round(iteration, members, outer_state, evaluate)
+        except WorkersLost as exc:  # lost again while its segments were being moved: its own type takes workers
+            raise ClusterError(f"fit: iteration {iteration}: {exc} {self.checkpoints.note()}") from None
         except (TrainingDivergedError, ClusterError) as exc:
             raise type(exc)(f"{exc} {self.checkpoints.note()}") from None
 
@@ -236,8 +238,8 @@ class Training:
         finally:
             # A replica pinned to a lost worker waits there ('no-worker') for good, keeping its
             # re-read segments and the scattered model on the cluster after fit returns (issue 22):
-            # nobody else will cancel it (its progress callback holds the future).
-            self._cancel(trained.values())
+            # its progress callback holds the future, so dropping it is not enough.
+            release_pending(trained.values())
 
     def _attempts(self, iteration: int, members: list, outer_state, evaluate: bool, trained: dict, moved: list):
         for attempt in itertools.count():
@@ -250,7 +252,7 @@ class Training:
                     for r in self.replicas
                     if r.id in trained and trained[r.id].status == "finished" and r.worker not in lost.workers
                 }
-                self._cancel(f for k, f in trained.items() if k not in kept)
+                release_pending(f for k, f in trained.items() if k not in kept)
                 trained.clear()
                 trained.update(kept)
                 affected = [self.train.ids[i] for i, w in enumerate(self.train.holders) if w in lost.workers]
@@ -275,12 +277,9 @@ class Training:
                 moved = sorted({*moved, *again})
                 # A finished replica that had to move trains again where its state now goes.
                 kept = {r.id: trained[r.id] for r in self.replicas if r.id in trained and r.worker == homes[r.id]}
-                self._cancel(f for k, f in trained.items() if k not in kept)
+                release_pending(f for k, f in trained.items() if k not in kept)
                 trained.clear()
                 trained.update(kept)
-
-    def _cancel(self, futures) -> None:
-        cancel_pending(self.client, futures)
 
     def _attempt(self, iteration: int, members: list, outer_state, evaluate: bool, attempt: int, trained: dict):
         """Submit the round (reusing ``trained``'s finished replicas), wait, check the rows merged.
