@@ -9,7 +9,7 @@ import loaders
 pytest_plugins = ["dasktrain.testing"]
 
 #: The longest test files, longest first: started first, so that with two test processes
-#: (pytest -n 2) the suite does not end waiting for one of them alone.
+#: (pytest -n 2, in this order with --no-loadscope-reorder) the suite does not end waiting for one of them.
 LONGEST_FIRST = ["test_readme.py", "test_faults.py", "test_docs.py", "test_demo.py", "test_k8s.py"]
 
 
