@@ -50,6 +50,7 @@ def install() -> None:
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
     quiet_closed_connections()
+    quiet_cancelled_tasks()  # in every process: a worker may run in this one (a cluster of threads)
     if multiprocessing.parent_process() is not None:  # a worker process (a nanny's child), or another child
         quiet_worker_exit()
 
@@ -210,6 +211,14 @@ def _closing(worker) -> bool:
 NANNY_CHILD = "Dask Worker process (from Nanny)"
 
 
+def quiet_cancelled_tasks() -> None:
+    """Drop, in this process, a worker's word that a task it ran was cancelled (never news: it was asked for)."""
+    for name in WORKER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WhileClosing) for f in logger.filters):
+            logger.addFilter(_WhileClosing())
+
+
 def quiet_worker_exit() -> None:
     """In a Dask worker process: no heartbeat traceback or cancelled task while it closes, and a prompt exit.
 
@@ -221,10 +230,9 @@ def quiet_worker_exit() -> None:
     worker's process does). A process whose worker did not close, or that is no nanny's worker,
     exits as usual.
     """
-    first = not any(isinstance(f, _WhileClosing) for f in logging.getLogger(WORKER_LOGGERS[0]).filters)
-    if first:
-        for name in WORKER_LOGGERS:
-            logging.getLogger(name).addFilter(_WhileClosing())
+    quiet_cancelled_tasks()
+    if not getattr(quiet_worker_exit, "registered", False):
+        quiet_worker_exit.registered = True
         atexit.register(_exit_promptly)
 
 
