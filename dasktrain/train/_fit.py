@@ -134,7 +134,8 @@ def fit(
         table is checked before training starts.
     checkpoint_keep : int or None, default 2
         Keep only the newest ``checkpoint_keep`` checkpoint versions of ``name`` (final versions are
-        never deleted); None keeps them all.
+        never deleted); None keeps them all. Older ones are pruned only once this fit has saved
+        ``checkpoint_keep`` of its own: the version a fit resumed from is never pruned to make room.
     resume : bool, default False
         Continue from the latest checkpoint of ``checkpoint`` instead of iteration 0 (with a
         warning when nothing is saved yet; from the newest readable version, saying so, when the
