@@ -12,7 +12,8 @@ from .errors import DataError
 #: dozen values, and a 570-byte file of nested aliases expands to hundreds of millions.
 MAX_JOB_VALUES = 100_000
 
-FIT_KEYS = {
+#: What a training job names, whether it trains one model or one per group.
+_TRAINING_KEYS = {
     "data",
     "model_arch_table",
     "model_id",
@@ -25,44 +26,26 @@ FIT_KEYS = {
     "strategy_params",
     "alpha",
     "beta",
+    "normalizing_const",
+    "seed",
+    "model_table",
+    "name",
+    "description",
+}
+FIT_KEYS = _TRAINING_KEYS | {
     "validation",
     "metrics_every",
     "sync_every",
     "replicas",
-    "normalizing_const",
     "early_stopping",
-    "model_table",
-    "name",
-    "description",
     "checkpoint_every",
     "checkpoint_keep",
     "resume",
     "retries",
-    "seed",
     "cache",
 }
 #: dasktrain.fit_groups: one model per value of the ``by`` column.
-FIT_GROUPS_KEYS = {
-    "data",
-    "by",
-    "model_arch_table",
-    "model_id",
-    "x",
-    "y",
-    "compile",
-    "fit",
-    "iterations",
-    "max_group_rows",
-    "strategy",
-    "strategy_params",
-    "alpha",
-    "beta",
-    "normalizing_const",
-    "seed",
-    "model_table",
-    "name",
-    "description",
-}
+FIT_GROUPS_KEYS = _TRAINING_KEYS | {"by", "max_group_rows"}
 #: A search: dasktrain.model_configs (grid, random) and fit_multiple, or dasktrain.hyperband; then save_models.
 SELECT_KEYS = {
     "data",
